@@ -1,0 +1,309 @@
+"""The event catalogue: the single source of truth for what may enter a log.
+
+Every event is a strict msgspec Struct (unknown or missing fields, wrong types
+are decode errors), registered under its versioned wire name. The JSON Schema
+export feeds the TypeScript side, so nothing is described twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+CellType = Literal["code", "markdown", "raw"]
+CompletionStatus = Literal["ok", "error", "aborted"]
+JSONValue = Any
+
+
+class Event(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Base of every catalogue entry; `name` is the versioned wire name."""
+
+    name: ClassVar[str]
+    right: ClassVar[str]
+
+
+# --- outputs (nbformat v4, as they travel inside events) -------------------
+
+
+class StreamOutput(msgspec.Struct, tag_field="output_type", tag="stream", forbid_unknown_fields=True):
+    name: Literal["stdout", "stderr"]
+    text: str
+
+
+class DisplayDataOutput(
+    msgspec.Struct, tag_field="output_type", tag="display_data", forbid_unknown_fields=True
+):
+    data: dict[str, JSONValue]
+    metadata: dict[str, JSONValue] = {}
+    transient: dict[str, JSONValue] = {}
+
+
+class ExecuteResultOutput(
+    msgspec.Struct, tag_field="output_type", tag="execute_result", forbid_unknown_fields=True
+):
+    data: dict[str, JSONValue]
+    execution_count: int | None
+    metadata: dict[str, JSONValue] = {}
+
+
+class ErrorOutput(msgspec.Struct, tag_field="output_type", tag="error", forbid_unknown_fields=True):
+    ename: str
+    evalue: str
+    traceback: list[str]
+
+
+Output = StreamOutput | DisplayDataOutput | ExecuteResultOutput | ErrorOutput
+
+
+# --- notebook and cells ----------------------------------------------------
+
+
+class NotebookInitialized(Event, frozen=True):
+    name: ClassVar[str] = "v1.NotebookInitialized"
+    right: ClassVar[str] = "write"
+    title: str
+    nbformat_minor: int = 5
+
+
+class NotebookMetadataSet(Event, frozen=True):
+    name: ClassVar[str] = "v1.NotebookMetadataSet"
+    right: ClassVar[str] = "write"
+    key: str
+    value: JSONValue
+
+
+class CellCreated(Event, frozen=True):
+    name: ClassVar[str] = "v1.CellCreated"
+    right: ClassVar[str] = "write"
+    cell_id: str
+    cell_type: CellType
+    source: str
+    position: str
+    metadata: dict[str, JSONValue] = {}
+    attachments: dict[str, JSONValue] | None = None
+
+
+class CellSourceChanged(Event, frozen=True):
+    name: ClassVar[str] = "v1.CellSourceChanged"
+    right: ClassVar[str] = "write"
+    cell_id: str
+    source: str
+
+
+class CellSourceEdited(Event, frozen=True):
+    """A Yjs update (base64) to the cell's `source` text."""
+
+    name: ClassVar[str] = "v1.CellSourceEdited"
+    right: ClassVar[str] = "write"
+    cell_id: str
+    update: str
+
+
+class CellTypeChanged(Event, frozen=True):
+    name: ClassVar[str] = "v1.CellTypeChanged"
+    right: ClassVar[str] = "write"
+    cell_id: str
+    cell_type: CellType
+
+
+class CellMetadataSet(Event, frozen=True):
+    name: ClassVar[str] = "v1.CellMetadataSet"
+    right: ClassVar[str] = "write"
+    cell_id: str
+    key: str
+    value: JSONValue
+
+
+class CellMoved(Event, frozen=True):
+    name: ClassVar[str] = "v1.CellMoved"
+    right: ClassVar[str] = "write"
+    cell_id: str
+    position: str
+
+
+class CellDeleted(Event, frozen=True):
+    name: ClassVar[str] = "v1.CellDeleted"
+    right: ClassVar[str] = "write"
+    cell_id: str
+
+
+class CellOutputsSet(Event, frozen=True):
+    """Outputs that arrived without an execution (an imported notebook)."""
+
+    name: ClassVar[str] = "v1.CellOutputsSet"
+    right: ClassVar[str] = "write"
+    cell_id: str
+    outputs: list[Output]
+    execution_count: int | None = None
+
+
+# --- runtimes and the queue ------------------------------------------------
+
+
+class RuntimeSessionStarted(Event, frozen=True):
+    name: ClassVar[str] = "v1.RuntimeSessionStarted"
+    right: ClassVar[str] = "execute"
+    session_id: str
+    info: dict[str, JSONValue] = {}
+
+
+class RuntimeSessionEnded(Event, frozen=True):
+    name: ClassVar[str] = "v1.RuntimeSessionEnded"
+    right: ClassVar[str] = "runtime"
+    session_id: str
+    reason: str
+
+
+class InterruptRequested(Event, frozen=True):
+    name: ClassVar[str] = "v1.InterruptRequested"
+    right: ClassVar[str] = "execute"
+    session_id: str
+
+
+class RestartRequested(Event, frozen=True):
+    name: ClassVar[str] = "v1.RestartRequested"
+    right: ClassVar[str] = "execute"
+    session_id: str
+
+
+class ExecutionRequested(Event, frozen=True):
+    name: ClassVar[str] = "v1.ExecutionRequested"
+    right: ClassVar[str] = "execute"
+    execution_id: str
+    cell_id: str | None
+    code: str
+    silent: bool = False
+    store_history: bool = True
+    user_expressions: dict[str, str] = {}
+    allow_stdin: bool = True
+    stop_on_error: bool = True
+
+
+class ExecutionAssigned(Event, frozen=True):
+    name: ClassVar[str] = "v1.ExecutionAssigned"
+    right: ClassVar[str] = "runtime"
+    execution_id: str
+    session_id: str
+
+
+class ExecutionStarted(Event, frozen=True):
+    name: ClassVar[str] = "v1.ExecutionStarted"
+    right: ClassVar[str] = "runtime"
+    execution_id: str
+    execution_count: int | None
+
+
+class OutputAppended(Event, frozen=True):
+    name: ClassVar[str] = "v1.OutputAppended"
+    right: ClassVar[str] = "runtime"
+    execution_id: str
+    output: Output
+
+
+class DisplayUpdated(Event, frozen=True):
+    name: ClassVar[str] = "v1.DisplayUpdated"
+    right: ClassVar[str] = "runtime"
+    display_id: str
+    data: dict[str, JSONValue]
+    metadata: dict[str, JSONValue] = {}
+    execution_id: str | None = None
+
+
+class OutputsCleared(Event, frozen=True):
+    name: ClassVar[str] = "v1.OutputsCleared"
+    right: ClassVar[str] = "runtime"
+    execution_id: str
+    wait: bool = False
+
+
+class InputRequested(Event, frozen=True):
+    name: ClassVar[str] = "v1.InputRequested"
+    right: ClassVar[str] = "runtime"
+    execution_id: str
+    prompt: str
+    password: bool = False
+
+
+class InputReplied(Event, frozen=True):
+    name: ClassVar[str] = "v1.InputReplied"
+    right: ClassVar[str] = "execute"
+    execution_id: str
+    value: str
+
+
+class ExecutionCompleted(Event, frozen=True):
+    name: ClassVar[str] = "v1.ExecutionCompleted"
+    right: ClassVar[str] = "runtime"
+    execution_id: str
+    status: CompletionStatus
+    reply: dict[str, JSONValue] = {}
+
+
+class ExecutionCancelled(Event, frozen=True):
+    name: ClassVar[str] = "v1.ExecutionCancelled"
+    right: ClassVar[str] = "execute"
+    execution_id: str
+
+
+class ExecutionFailed(Event, frozen=True):
+    name: ClassVar[str] = "v1.ExecutionFailed"
+    right: ClassVar[str] = "runtime"
+    execution_id: str
+    reason: str
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    NotebookInitialized,
+    NotebookMetadataSet,
+    CellCreated,
+    CellSourceChanged,
+    CellSourceEdited,
+    CellTypeChanged,
+    CellMetadataSet,
+    CellMoved,
+    CellDeleted,
+    CellOutputsSet,
+    RuntimeSessionStarted,
+    RuntimeSessionEnded,
+    InterruptRequested,
+    RestartRequested,
+    ExecutionRequested,
+    ExecutionAssigned,
+    ExecutionStarted,
+    OutputAppended,
+    DisplayUpdated,
+    OutputsCleared,
+    InputRequested,
+    InputReplied,
+    ExecutionCompleted,
+    ExecutionCancelled,
+    ExecutionFailed,
+)
+
+CATALOGUE: dict[str, type[Event]] = {t.name: t for t in EVENT_TYPES}
+
+
+def json_schema() -> dict[str, Any]:
+    """The catalogue as one JSON Schema document: envelope plus every event's args."""
+    _, components = msgspec.json.schema_components(EVENT_TYPES, ref_template="#/$defs/{name}")
+    events = {t.name: {"$ref": f"#/$defs/{t.__name__}"} for t in EVENT_TYPES}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Anode event catalogue",
+        "$defs": components,
+        "events": events,
+        "envelope": {
+            "type": "object",
+            "required": ["seq", "id", "name", "args", "client_id", "user", "at"],
+            "properties": {
+                "seq": {"type": "integer", "minimum": 1},
+                "id": {"type": "string"},
+                "name": {"enum": sorted(CATALOGUE)},
+                "args": {"type": "object"},
+                "client_id": {"type": "string"},
+                "user": {"type": "string"},
+                "at": {"type": "integer"},
+            },
+        },
+    }

@@ -1,0 +1,459 @@
+"""Folding: each event's effect on the tables.
+
+`Batch` wraps a `State` for one push: it remembers every row before its first
+change (so a refused or failed push is undone exactly) and which rows changed
+(so the store rewrites only those). Replaying a log from zero through the same
+functions gives the tables the store kept incrementally.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from . import catalogue as ev
+from . import crdt
+from .envelope import Envelope
+from .state import (
+    ASSIGNED,
+    CANCELLED,
+    COMPLETED,
+    EXECUTING,
+    FAILED,
+    PENDING,
+    CellRow,
+    Dirty,
+    ExecutionRow,
+    InputRow,
+    NotebookRow,
+    OutputList,
+    RuntimeRow,
+    State,
+)
+
+_ENC = msgspec.msgpack.Encoder()
+_DEC: dict[type[Any], msgspec.msgpack.Decoder[Any]] = {}
+_NO_DOC = object()
+
+
+def _clone(row: Any) -> Any:
+    if row is None:
+        return None
+    dec = _DEC.get(type(row))
+    if dec is None:
+        dec = _DEC[type(row)] = msgspec.msgpack.Decoder(type(row))
+    return dec.decode(_ENC.encode(row))
+
+
+class Batch:
+    """One push's changes to a state, undoable until committed."""
+
+    def __init__(self, state: State, *, undo: bool = True) -> None:
+        self.state = state
+        self.undo = undo
+        self.t = state.t
+        self.dirty = Dirty()
+        self._saved: dict[tuple[str, str], Any] = {}
+        self._saved_docs: dict[str, Any] = {}
+        self._saved_head = (state.t.head, state.t.last_at)
+        self._notebook: NotebookRow | None = None
+
+    # -- remembering rows before their first change --------------------------
+    def _touch(self, table: str, key: str) -> Any:
+        rows: dict[str, Any] = getattr(self.t, table)
+        if self.undo and (table, key) not in self._saved:
+            self._saved[(table, key)] = _clone(rows.get(key))
+        getattr(self.dirty, table).add(key)
+        return rows.get(key)
+
+    def cell(self, cell_id: str) -> CellRow:
+        row: CellRow = self._touch("cells", cell_id)
+        return row
+
+    def execution(self, execution_id: str) -> ExecutionRow:
+        row: ExecutionRow = self._touch("executions", execution_id)
+        return row
+
+    def runtime(self, session_id: str) -> RuntimeRow:
+        row: RuntimeRow = self._touch("runtimes", session_id)
+        return row
+
+    def outputs(self, key: str) -> OutputList:
+        row = self._touch("outputs", key)
+        if row is None:
+            row = self.t.outputs[key] = OutputList()
+        out: OutputList = row
+        return out
+
+    def notebook(self) -> NotebookRow:
+        if self._notebook is None and self.undo:
+            self._notebook = _clone(self.t.notebook)
+        self.dirty.notebook = True
+        return self.t.notebook
+
+    def put(self, table: str, key: str, row: Any) -> None:
+        self._touch(table, key)
+        getattr(self.t, table)[key] = row
+
+    def drop(self, table: str, key: str) -> None:
+        self._touch(table, key)
+        getattr(self.t, table).pop(key, None)
+
+    def displays(self, display_id: str) -> list[str]:
+        if self.undo and ("displays", display_id) not in self._saved:
+            old = self.t.displays.get(display_id)
+            self._saved[("displays", display_id)] = None if old is None else list(old)
+        return self.t.displays.setdefault(display_id, [])
+
+    def _save_doc(self, cell_id: str) -> None:
+        if cell_id not in self._saved_docs:
+            live = self.state.docs.get(cell_id) if self.undo else None
+            self._saved_docs[cell_id] = _NO_DOC if live is None else live.get_update()
+
+    def doc(self, cell: CellRow) -> Any:
+        self._save_doc(cell.id)
+        return self.state.doc(cell)
+
+    def forget_doc(self, cell_id: str) -> None:
+        self._save_doc(cell_id)
+        self.state.docs.pop(cell_id, None)
+
+    def pending_changed(self) -> None:
+        """An execution went back to pending: rebuild the order now (rare)."""
+        self.state.reindex()
+
+    # -- ending the batch ----------------------------------------------------
+    def commit(self) -> Dirty:
+        """Keep the changes; bring the documents' rows up to date for writing."""
+        self.state.sync_docs(set(self._saved_docs))
+        self._saved_docs = {} if not self.undo else self._saved_docs
+        return self.dirty
+
+    def rollback(self) -> None:
+        """Put every touched row back as it was before the batch."""
+        for (table, key), row in self._saved.items():
+            rows = getattr(self.t, table)
+            if row is None:
+                rows.pop(key, None)
+            else:
+                rows[key] = row
+        if self._notebook is not None:
+            self.t.notebook = self._notebook
+        for cell_id, saved in self._saved_docs.items():
+            if saved is _NO_DOC:
+                self.state.docs.pop(cell_id, None)
+            else:
+                cell = self.t.cells[cell_id]
+                self.state.docs[cell_id] = crdt.load_doc(
+                    crdt.seed_client_id(cell_id, cell.epoch), saved
+                )
+        self.t.head, self.t.last_at = self._saved_head
+        self.state.reindex()
+
+
+def fold(batch: Batch, env: Envelope) -> None:
+    """Apply one appended event (already checked) to the batch's state."""
+    handler = _FOLD.get(type(env.args))
+    if handler is not None:
+        handler(batch, env.args, env)
+    batch.t.head = env.seq
+    batch.t.last_at = env.at
+
+
+# --- notebook and cells ----------------------------------------------------
+
+
+def _initialized(b: Batch, e: ev.NotebookInitialized, env: Envelope) -> None:
+    nb = b.notebook()
+    nb.title = e.title
+    nb.nbformat_minor = e.nbformat_minor
+    nb.initialized = True
+
+
+def _metadata_set(b: Batch, e: ev.NotebookMetadataSet, env: Envelope) -> None:
+    nb = b.notebook()
+    nb.metadata = {**nb.metadata, e.key: e.value}
+    if e.key == "title" and isinstance(e.value, str):
+        nb.title = e.value
+
+
+def _cell_created(b: Batch, e: ev.CellCreated, env: Envelope) -> None:
+    row = CellRow(
+        id=e.cell_id,
+        cell_type=e.cell_type,
+        source=e.source,
+        position=e.position,
+        metadata=dict(e.metadata),
+        attachments=e.attachments,
+        epoch=env.seq,
+    )
+    b.put("cells", e.cell_id, row)
+
+
+def _source_changed(b: Batch, e: ev.CellSourceChanged, env: Envelope) -> None:
+    cell = b.cell(e.cell_id)
+    if cell.id in b.state.docs:
+        crdt.replace_text(b.doc(cell), e.source)
+    else:
+        cell.epoch = env.seq
+    cell.source = e.source
+
+
+def _source_edited(b: Batch, e: ev.CellSourceEdited, env: Envelope) -> None:
+    cell = b.cell(e.cell_id)
+    doc = b.doc(cell)
+    crdt.apply_update(doc, crdt.decode_update(e.update))
+    cell.source = crdt.text_of(doc)
+
+
+def _type_changed(b: Batch, e: ev.CellTypeChanged, env: Envelope) -> None:
+    cell = b.cell(e.cell_id)
+    if cell.cell_type != e.cell_type and e.cell_type != "code":
+        cell.outputs_key = None
+        cell.execution_count = None
+    cell.cell_type = e.cell_type
+
+
+def _cell_metadata_set(b: Batch, e: ev.CellMetadataSet, env: Envelope) -> None:
+    cell = b.cell(e.cell_id)
+    cell.metadata = {**cell.metadata, e.key: e.value}
+
+
+def _moved(b: Batch, e: ev.CellMoved, env: Envelope) -> None:
+    b.cell(e.cell_id).position = e.position
+
+
+def _deleted(b: Batch, e: ev.CellDeleted, env: Envelope) -> None:
+    b.drop("cells", e.cell_id)
+    b.forget_doc(e.cell_id)
+    b.drop("outputs", f"cell:{e.cell_id}")
+
+
+def _outputs_set(b: Batch, e: ev.CellOutputsSet, env: Envelope) -> None:
+    cell = b.cell(e.cell_id)
+    key = f"cell:{e.cell_id}"
+    b.put("outputs", key, OutputList())
+    for output in e.outputs:
+        _append(b, key, msgspec.to_builtins(output))
+    cell.outputs_key = key
+    cell.execution_count = e.execution_count
+
+
+# --- outputs -----------------------------------------------------------------
+
+_BACKSPACE = re.compile(r"[^\n\b]\b")
+
+
+def fix_overwrites(text: str) -> str:
+    """Apply `\\b` and `\\r` as Jupyter front ends do; a trailing `\\r` waits for more."""
+    if "\b" in text:
+        while True:
+            fixed = _BACKSPACE.sub("", text)
+            if fixed == text:
+                break
+            text = fixed
+        text = text.replace("\b", "")
+    if "\r" not in text:
+        return text
+    text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if "\r" in line.rstrip("\r"):
+            tail = "\r" if line.endswith("\r") else ""
+            lines[i] = line.rstrip("\r").rsplit("\r", 1)[-1] + tail
+    return "\n".join(lines)
+
+
+def _append(b: Batch, key: str, output: dict[str, Any]) -> None:
+    lst = b.outputs(key)
+    if lst.clear_on_next:
+        lst.outputs = []
+        lst.clear_on_next = False
+    last = lst.outputs[-1] if lst.outputs else None
+    if (
+        output["output_type"] == "stream"
+        and last is not None
+        and last["output_type"] == "stream"
+        and last["name"] == output["name"]
+    ):
+        last["text"] = fix_overwrites(last["text"] + output["text"])
+        return
+    if output["output_type"] == "stream" and ("\r" in output["text"] or "\b" in output["text"]):
+        output = {**output, "text": fix_overwrites(output["text"])}
+    lst.outputs.append(output)
+    display_id = (output.get("transient") or {}).get("display_id")
+    if isinstance(display_id, str):
+        keys = b.displays(display_id)
+        if key not in keys:
+            keys.append(key)
+
+
+def _output_appended(b: Batch, e: ev.OutputAppended, env: Envelope) -> None:
+    _append(b, e.execution_id, msgspec.to_builtins(e.output))
+
+
+def _display_updated(b: Batch, e: ev.DisplayUpdated, env: Envelope) -> None:
+    for key in list(b.t.displays.get(e.display_id, ())):
+        if key not in b.t.outputs:
+            continue
+        lst = b.outputs(key)
+        for out in lst.outputs:
+            if (out.get("transient") or {}).get("display_id") == e.display_id:
+                out["data"] = dict(e.data)
+                out["metadata"] = dict(e.metadata)
+
+
+def _outputs_cleared(b: Batch, e: ev.OutputsCleared, env: Envelope) -> None:
+    lst = b.outputs(e.execution_id)
+    if e.wait:
+        lst.clear_on_next = True
+    else:
+        lst.outputs = []
+        lst.clear_on_next = False
+
+
+# --- runtimes and the queue ----------------------------------------------------
+
+
+def _session_started(b: Batch, e: ev.RuntimeSessionStarted, env: Envelope) -> None:
+    row = RuntimeRow(e.session_id, "live", env.user, env.client_id, env.at, info=dict(e.info))
+    b.put("runtimes", e.session_id, row)
+
+
+def _session_ended(b: Batch, e: ev.RuntimeSessionEnded, env: Envelope) -> None:
+    rt = b.runtime(e.session_id)
+    rt.state = "ended"
+    rt.reason = e.reason
+    rt.ended_at = env.at
+    if rt.holding is not None:
+        ex = b.execution(rt.holding)
+        if ex.state == EXECUTING:
+            _finish(b, ex, FAILED, env.at, reason=f"runtime session ended: {e.reason}")
+        elif ex.state == ASSIGNED:
+            ex.state = PENDING
+            ex.session_id = None
+            b.pending_changed()
+        rt.holding = None
+
+
+def _interrupt(b: Batch, e: ev.InterruptRequested, env: Envelope) -> None:
+    b.runtime(e.session_id).interrupts += 1
+
+
+def _restart(b: Batch, e: ev.RestartRequested, env: Envelope) -> None:
+    b.runtime(e.session_id).restart_requested = True
+
+
+def _requested(b: Batch, e: ev.ExecutionRequested, env: Envelope) -> None:
+    row = ExecutionRow(
+        id=e.execution_id,
+        cell_id=e.cell_id,
+        code=e.code,
+        state=PENDING,
+        requested_by=env.user,
+        client_id=env.client_id,
+        requested_at=env.at,
+        order=env.seq,
+        silent=e.silent,
+        store_history=e.store_history,
+        user_expressions=dict(e.user_expressions),
+        allow_stdin=e.allow_stdin,
+        stop_on_error=e.stop_on_error,
+    )
+    b.put("executions", e.execution_id, row)
+    b.state.pending[e.execution_id] = None
+
+
+def _assigned(b: Batch, e: ev.ExecutionAssigned, env: Envelope) -> None:
+    ex = b.execution(e.execution_id)
+    ex.state = ASSIGNED
+    ex.session_id = e.session_id
+    b.runtime(e.session_id).holding = ex.id
+    b.state.pending.pop(ex.id, None)
+
+
+def _started(b: Batch, e: ev.ExecutionStarted, env: Envelope) -> None:
+    ex = b.execution(e.execution_id)
+    ex.state = EXECUTING
+    ex.execution_count = e.execution_count
+    ex.started_at = env.at
+    b.put("outputs", ex.id, OutputList())
+    if ex.cell_id is not None and ex.cell_id in b.t.cells:
+        cell = b.cell(ex.cell_id)
+        cell.outputs_key = ex.id
+        cell.execution_count = e.execution_count
+
+
+def _finish(b: Batch, ex: ExecutionRow, state: str, at: int, **fields: Any) -> None:
+    if ex.session_id is not None and ex.state in (ASSIGNED, EXECUTING):
+        rt = b.runtime(ex.session_id)
+        if rt.holding == ex.id:
+            rt.holding = None
+    if ex.state == PENDING:
+        b.state.pending.pop(ex.id, None)
+    ex.state = state
+    ex.ended_at = at
+    for name, value in fields.items():
+        setattr(ex, name, value)
+    req = b.t.inputs.get(ex.id)
+    if req is not None and req.state == PENDING:
+        b._touch("inputs", ex.id)
+        req.state = "closed"
+
+
+def _completed(b: Batch, e: ev.ExecutionCompleted, env: Envelope) -> None:
+    ex = b.execution(e.execution_id)
+    _finish(b, ex, COMPLETED, env.at, status=e.status, reply=dict(e.reply))
+
+
+def _cancelled(b: Batch, e: ev.ExecutionCancelled, env: Envelope) -> None:
+    ex = b.execution(e.execution_id)
+    _finish(b, ex, CANCELLED, env.at, reason=f"cancelled by {env.user}")
+
+
+def _failed(b: Batch, e: ev.ExecutionFailed, env: Envelope) -> None:
+    ex = b.execution(e.execution_id)
+    _finish(b, ex, FAILED, env.at, reason=e.reason)
+
+
+def _input_requested(b: Batch, e: ev.InputRequested, env: Envelope) -> None:
+    b.put("inputs", e.execution_id, InputRow(e.execution_id, e.prompt, e.password, PENDING, env.at))
+
+
+def _input_replied(b: Batch, e: ev.InputReplied, env: Envelope) -> None:
+    req: InputRow = b._touch("inputs", e.execution_id)
+    req.state = "answered"
+    req.replied_by = env.user
+    req.value = e.value
+
+
+_FOLD: dict[type[ev.Event], Callable[[Batch, Any, Envelope], None]] = {
+    ev.NotebookInitialized: _initialized,
+    ev.NotebookMetadataSet: _metadata_set,
+    ev.CellCreated: _cell_created,
+    ev.CellSourceChanged: _source_changed,
+    ev.CellSourceEdited: _source_edited,
+    ev.CellTypeChanged: _type_changed,
+    ev.CellMetadataSet: _cell_metadata_set,
+    ev.CellMoved: _moved,
+    ev.CellDeleted: _deleted,
+    ev.CellOutputsSet: _outputs_set,
+    ev.RuntimeSessionStarted: _session_started,
+    ev.RuntimeSessionEnded: _session_ended,
+    ev.InterruptRequested: _interrupt,
+    ev.RestartRequested: _restart,
+    ev.ExecutionRequested: _requested,
+    ev.ExecutionAssigned: _assigned,
+    ev.ExecutionStarted: _started,
+    ev.OutputAppended: _output_appended,
+    ev.DisplayUpdated: _display_updated,
+    ev.OutputsCleared: _outputs_cleared,
+    ev.InputRequested: _input_requested,
+    ev.InputReplied: _input_replied,
+    ev.ExecutionCompleted: _completed,
+    ev.ExecutionCancelled: _cancelled,
+    ev.ExecutionFailed: _failed,
+}

@@ -1,0 +1,194 @@
+"""The tables that folding a log gives, held in memory as typed rows.
+
+Rows are msgspec Structs so a whole state encodes to one blob (checkpoints)
+and compares field by field (replay == incremental). Cell documents (pycrdt)
+are live objects beside the rows and are encoded through their Yjs state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from pycrdt import Doc
+
+from . import crdt
+
+PENDING = "pending"
+ASSIGNED = "assigned"
+EXECUTING = "executing"
+COMPLETED = "completed"
+CANCELLED = "cancelled"
+FAILED = "failed"
+FINAL_STATES = frozenset({COMPLETED, CANCELLED, FAILED})
+HELD_STATES = frozenset({ASSIGNED, EXECUTING})
+
+
+class NotebookRow(msgspec.Struct):
+    title: str = ""
+    metadata: dict[str, Any] = {}
+    nbformat_minor: int = 5
+    initialized: bool = False
+
+
+class CellRow(msgspec.Struct):
+    id: str
+    cell_type: str
+    source: str
+    position: str
+    metadata: dict[str, Any] = {}
+    attachments: dict[str, Any] | None = None
+    execution_count: int | None = None
+    outputs_key: str | None = None
+    epoch: int = 0
+    ydoc: bytes | None = None
+
+
+class ExecutionRow(msgspec.Struct):
+    id: str
+    cell_id: str | None
+    code: str
+    state: str
+    requested_by: str
+    client_id: str
+    requested_at: int
+    order: int
+    silent: bool = False
+    store_history: bool = True
+    user_expressions: dict[str, str] = {}
+    allow_stdin: bool = True
+    stop_on_error: bool = True
+    status: str | None = None
+    reason: str | None = None
+    session_id: str | None = None
+    execution_count: int | None = None
+    started_at: int | None = None
+    ended_at: int | None = None
+    reply: dict[str, Any] = {}
+
+
+class RuntimeRow(msgspec.Struct):
+    session_id: str
+    state: str
+    user: str
+    client_id: str
+    started_at: int
+    info: dict[str, Any] = {}
+    ended_at: int | None = None
+    reason: str | None = None
+    interrupts: int = 0
+    restart_requested: bool = False
+    holding: str | None = None
+
+
+class InputRow(msgspec.Struct):
+    execution_id: str
+    prompt: str
+    password: bool
+    state: str
+    requested_at: int
+    replied_by: str | None = None
+    value: str | None = None
+
+
+class OutputList(msgspec.Struct):
+    outputs: list[dict[str, Any]] = []
+    clear_on_next: bool = False
+
+
+class Tables(msgspec.Struct):
+    """Everything but the live documents: what is checkpointed and compared."""
+
+    head: int = 0
+    last_at: int = 0
+    notebook: NotebookRow = msgspec.field(default_factory=NotebookRow)
+    cells: dict[str, CellRow] = {}
+    executions: dict[str, ExecutionRow] = {}
+    runtimes: dict[str, RuntimeRow] = {}
+    inputs: dict[str, InputRow] = {}
+    outputs: dict[str, OutputList] = {}
+    displays: dict[str, list[str]] = {}
+
+
+class Dirty:
+    """Which rows a batch touched, so the store rewrites only those."""
+
+    __slots__ = ("cells", "executions", "inputs", "notebook", "outputs", "runtimes")
+
+    def __init__(self) -> None:
+        self.notebook = False
+        self.cells: set[str] = set()
+        self.executions: set[str] = set()
+        self.runtimes: set[str] = set()
+        self.inputs: set[str] = set()
+        self.outputs: set[str] = set()
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.notebook
+            or self.cells
+            or self.executions
+            or self.runtimes
+            or self.inputs
+            or self.outputs
+        )
+
+
+class State:
+    """Tables plus the live CRDT documents of the cells that have one."""
+
+    def __init__(self, tables: Tables | None = None) -> None:
+        self.t = tables if tables is not None else Tables()
+        self.docs: dict[str, Doc] = {}
+        self.pending: dict[str, None] = {}
+        self.reindex()
+        for cell in self.t.cells.values():
+            if cell.ydoc is not None:
+                self.docs[cell.id] = crdt.load_doc(crdt.seed_client_id(cell.id, cell.epoch), cell.ydoc)
+
+    def reindex(self) -> None:
+        """Rebuild the derived index of pending executions, in request order."""
+        pending = [e for e in self.t.executions.values() if e.state == PENDING]
+        pending.sort(key=lambda e: e.order)
+        self.pending = dict.fromkeys(e.id for e in pending)
+
+    def first_pending(self) -> str | None:
+        return next(iter(self.pending), None)
+
+    def doc(self, cell: CellRow) -> Doc:
+        """The cell's document, seeded now if this is its first CRDT edit."""
+        doc = self.docs.get(cell.id)
+        if doc is None:
+            doc = crdt.seed_doc(cell.id, cell.epoch, cell.source)
+            self.docs[cell.id] = doc
+        return doc
+
+    def sync_docs(self, cell_ids: set[str] | None = None) -> None:
+        """Copy live documents into their rows (before encoding or writing them)."""
+        for cell_id, doc in self.docs.items():
+            if cell_ids is None or cell_id in cell_ids:
+                cell = self.t.cells.get(cell_id)
+                if cell is not None:
+                    cell.ydoc = doc.get_update()
+
+    def encode(self) -> bytes:
+        self.sync_docs()
+        return _TABLES_ENC.encode(self.t)
+
+    @classmethod
+    def decode(cls, blob: bytes) -> State:
+        return cls(_TABLES_DEC.decode(blob))
+
+    def copy(self) -> State:
+        return State.decode(self.encode())
+
+    def ordered_cells(self) -> list[CellRow]:
+        return sorted(self.t.cells.values(), key=lambda c: (c.position, c.id))
+
+    def live_session(self, session_id: str) -> RuntimeRow | None:
+        rt = self.t.runtimes.get(session_id)
+        return rt if rt is not None and rt.state == "live" else None
+
+
+_TABLES_ENC = msgspec.msgpack.Encoder()
+_TABLES_DEC = msgspec.msgpack.Decoder(Tables)

@@ -1,0 +1,307 @@
+"""One notebook's log: an SQLite file holding the events and the tables folded from them.
+
+A push is validated, checked against the queue's rules, folded and written in
+one transaction: either every event of it is in the log and the tables, or
+none is. The store assigns `seq` (gap-free from 1) and `at`; who pushed comes
+from the caller.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from . import rules, tables
+from .catalogue import Event
+from .envelope import Envelope, decode_envelope
+from .errors import Refused, StoreError
+from .materialize import Batch, fold
+from .rules import Identity
+from .state import State
+from .validate import Limits, convert_batch, decode_batch
+
+CHECKPOINT_EVERY = 2000
+_SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+_ENC = msgspec.json.Encoder()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Store:
+    """A notebook's event log and materialized state, kept in one SQLite file."""
+
+    def __init__(self, db: sqlite3.Connection, path: str, limits: Limits, writable: bool) -> None:
+        self._db = db
+        self.path = path
+        self.limits = limits
+        self.writable = writable
+        self._lock = threading.RLock()
+        self.state = State(tables.load(db))
+        self._catch_up()
+
+    # -- opening -----------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        readonly: bool = False,
+        limits: Limits | None = None,
+        synchronous: str = "NORMAL",
+    ) -> Store:
+        """Open (or with `create`, make) a store; StoreError says why one cannot be used."""
+        p = os.fspath(path)
+        exists = os.path.exists(p)
+        if not exists and not create:
+            raise StoreError(f"{p}: no such store")
+        if exists and os.path.isdir(p):
+            raise StoreError(f"{p}: is a directory, not a store")
+        if synchronous.upper() not in _SYNC_MODES:
+            raise StoreError(f"synchronous must be one of {_SYNC_MODES}")
+        uri = f"file:{Path(p).absolute().as_posix()}" + ("?mode=ro" if readonly else "")
+        try:
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as err:
+            raise StoreError(f"{p}: cannot open: {err}") from None
+        try:
+            cls._prepare(db, p, exists, readonly, synchronous.upper())
+            return cls(db, p, limits or Limits(), not readonly)
+        except sqlite3.DatabaseError as err:
+            db.close()
+            raise StoreError(f"{p}: not an Anode store or corrupt ({err})") from None
+        except StoreError:
+            db.close()
+            raise
+
+    @staticmethod
+    def _prepare(db: sqlite3.Connection, p: str, exists: bool, readonly: bool, sync: str) -> None:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        empty = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        if exists and not empty and app_id != tables.APPLICATION_ID:
+            raise StoreError(f"{p}: an SQLite file, but not an Anode store")
+        if version > tables.SCHEMA_VERSION:
+            raise StoreError(
+                f"{p}: made by a newer Anode (store schema {version}, this one reads "
+                f"{tables.SCHEMA_VERSION}); upgrade anode_ext"
+            )
+        if readonly:
+            if empty:
+                raise StoreError(f"{p}: an empty file, not an Anode store")
+            return
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={sync}")
+        db.execute("PRAGMA busy_timeout=10000")
+        if empty or version < tables.SCHEMA_VERSION:
+            db.execute("BEGIN IMMEDIATE")
+            for stmt in tables.DDL:
+                db.execute(stmt)
+            db.execute(f"PRAGMA application_id={tables.APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version={tables.SCHEMA_VERSION}")
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def head(self) -> int:
+        return self.state.t.head
+
+    # -- appending -----------------------------------------------------------
+    def push_json(self, raw: bytes, who: Identity, *, now: int | None = None) -> list[int]:
+        """Append a JSON array of `{id, name, args}` as pushed over the wire."""
+        return self._append(decode_batch(raw, self.limits), who, now)
+
+    def push(self, items: Sequence[dict[str, Any]], who: Identity, *, now: int | None = None) -> list[int]:
+        """Append already-parsed `{id, name, args}` dicts (HTTP bodies, tests)."""
+        return self._append(convert_batch(list(items), self.limits), who, now)
+
+    def append(
+        self, events: Sequence[tuple[str, Event]], who: Identity, *, now: int | None = None
+    ) -> list[int]:
+        """Append typed events (in-process clients: the agent, import)."""
+        return self._append([(i, e, _ENC.encode(e)) for i, e in events], who, now)
+
+    def _append(
+        self, batch: list[tuple[str, Event, bytes]], who: Identity, now: int | None
+    ) -> list[int]:
+        if not self.writable:
+            raise StoreError(f"{self.path}: opened read-only")
+        ids = [b[0] for b in batch]
+        if len(set(ids)) != len(ids):
+            first: dict[str, int] = {}
+            for index, event_id in enumerate(ids):
+                if event_id in first:
+                    raise Refused(index, f"id {event_id!r} appears twice in the batch")
+                first[event_id] = index
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._catch_up()
+                seqs = self._append_locked(db, batch, who, now)
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return seqs
+
+    def _append_locked(
+        self, db: sqlite3.Connection, batch: list[tuple[str, Event, bytes]], who: Identity, now: int | None
+    ) -> list[int]:
+        known = self._known_ids(db, batch)
+        if len(known) == len(batch):
+            db.execute("ROLLBACK")
+            return [known[b[0]] for b in batch]
+        state = self.state
+        b = Batch(state)
+        at = max(now if now is not None else _now_ms(), state.t.last_at)
+        seq = state.t.head
+        seqs: list[int] = []
+        rows = []
+        user, client_id = who.user, who.client_id
+        try:
+            for index, (event_id, event, args) in enumerate(batch):
+                if event_id in known:
+                    seqs.append(known[event_id])
+                    continue
+                rules.check(state, event, who, index)
+                seq += 1
+                env = Envelope(seq, event_id, event.name, event, client_id, user, at)
+                try:
+                    fold(b, env)
+                except ValueError as err:
+                    raise Refused(index, f"{event.name}: {err}") from None
+                seqs.append(seq)
+                rows.append((seq, event_id, event.name, args.decode(), client_id, user, at))
+            dirty = b.commit()
+            db.executemany(
+                "INSERT INTO events (seq, id, name, args, client_id, user, at) VALUES (?,?,?,?,?,?,?)",
+                rows,
+            )
+            tables.write(db, state, dirty)
+            db.execute("COMMIT")
+        except BaseException:
+            b.rollback()
+            raise
+        return seqs
+
+    def _known_ids(self, db: sqlite3.Connection, batch: list[tuple[str, Event, bytes]]) -> dict[str, int]:
+        """Events pushed before (a retry): their seqs; the same id with other content is refused."""
+        ids = [b[0] for b in batch]
+        known: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for event_id, seq, name, args in db.execute(
+                f"SELECT id, seq, name, args FROM events WHERE id IN ({marks})", chunk
+            ):
+                known[event_id] = seq
+                index = ids.index(event_id)
+                _, event, raw = batch[index]
+                if name != event.name or msgspec.json.decode(args) != msgspec.json.decode(raw):
+                    raise Refused(index, f"id {event_id!r} was used before (seq {seq}) for another event", 409)
+        return known
+
+    def _catch_up(self) -> None:
+        """Fold events another process appended since we last looked."""
+        (db_head,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        if db_head != self.state.t.head:
+            self.state = State(tables.load(self._db))
+
+    # -- reading ---------------------------------------------------------------
+    def events(self, after: int = 0, limit: int | None = None) -> list[Envelope]:
+        return [decode_envelope(raw) for raw in self.events_json(after, limit)]
+
+    def events_json(self, after: int = 0, limit: int | None = None) -> list[bytes]:
+        """Envelopes as wire JSON, in seq order."""
+        sql = "SELECT seq, id, name, args, client_id, user, at FROM events WHERE seq > ? ORDER BY seq"
+        params: tuple[int, ...] = (after,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (after, limit)
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [_envelope_json(r) for r in rows]
+
+    def iter_events(self, after: int = 0, upto: int | None = None, chunk: int = 5000) -> Iterator[Envelope]:
+        while True:
+            batch = self.events(after, chunk)
+            for env in batch:
+                if upto is not None and env.seq > upto:
+                    return
+                yield env
+            if len(batch) < chunk:
+                return
+            after = batch[-1].seq
+
+    # -- time travel -------------------------------------------------------------
+    def state_at(self, seq: int) -> State:
+        """The state as it was right after event `seq`: nearest checkpoint, then replay."""
+        if seq < 0:
+            raise ValueError("seq must be >= 0")
+        with self._lock:
+            if seq >= self.head:
+                return self.state.copy()
+            row = self._db.execute(
+                "SELECT seq, state FROM checkpoints WHERE seq <= ? ORDER BY seq DESC LIMIT 1", (seq,)
+            ).fetchone()
+        state = State.decode(row[1]) if row else State()
+        new_checkpoints = []
+        batch = Batch(state, undo=False)
+        for env in self.iter_events(state.t.head, seq):
+            fold(batch, env)
+            if env.seq % CHECKPOINT_EVERY == 0:
+                batch.commit()
+                new_checkpoints.append((env.seq, state.encode()))
+        batch.commit()
+        if new_checkpoints and self.writable:
+            with self._lock:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO checkpoints (seq, state) VALUES (?, ?)", new_checkpoints
+                )
+        return state
+
+    def replay(self) -> State:
+        """The state folded from zero, ignoring every table and checkpoint."""
+        state = State()
+        batch = Batch(state, undo=False)
+        for env in self.iter_events():
+            fold(batch, env)
+        batch.commit()
+        return state
+
+
+def _envelope_json(row: tuple[Any, ...]) -> bytes:
+    seq, event_id, name, args, client_id, user, at = row
+    return b"".join(
+        (
+            b'{"seq":', str(seq).encode(),
+            b',"id":', _ENC.encode(event_id),
+            b',"name":', _ENC.encode(name),
+            b',"args":', args.encode(),
+            b',"client_id":', _ENC.encode(client_id),
+            b',"user":', _ENC.encode(user),
+            b',"at":', str(at).encode(), b"}",
+        )
+    )
+
+
+__all__ = ["Identity", "Refused", "Store", "StoreError"]

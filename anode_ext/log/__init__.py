@@ -3,7 +3,7 @@
 from .catalogue import CATALOGUE, EVENT_TYPES, Event, json_schema
 from .envelope import Envelope
 from .errors import AnodeError, Refused, StoreError
-from .rules import ADMIN, ALL_RIGHTS, EXECUTE, READ, WRITE, Identity
+from .rules import ADMIN, ALL_RIGHTS, EXECUTE, READ, USER_RIGHTS, WRITE, Identity
 from .state import State
 from .store import Store
 from .validate import Limits
@@ -15,6 +15,7 @@ __all__ = [
     "EVENT_TYPES",
     "EXECUTE",
     "READ",
+    "USER_RIGHTS",
     "WRITE",
     "AnodeError",
     "Envelope",

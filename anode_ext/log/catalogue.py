@@ -26,7 +26,9 @@ class Event(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 # --- outputs (nbformat v4, as they travel inside events) -------------------
 
 
-class StreamOutput(msgspec.Struct, tag_field="output_type", tag="stream", forbid_unknown_fields=True):
+class StreamOutput(
+    msgspec.Struct, tag_field="output_type", tag="stream", forbid_unknown_fields=True
+):
     name: Literal["stdout", "stderr"]
     text: str
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
+from typing import Any
 
 from pycrdt import Doc, Text
 
@@ -22,16 +23,16 @@ def seed_client_id(cell_id: str, epoch: int) -> int:
     return zlib.crc32(f"{cell_id}@{epoch}".encode()) & 0x7FFFFFFF
 
 
-def seed_doc(cell_id: str, epoch: int, source: str) -> Doc:
+def seed_doc(cell_id: str, epoch: int, source: str) -> Doc[Any]:
     """The document every replica agrees on before any CRDT edit of this epoch."""
-    doc: Doc = Doc(client_id=seed_client_id(cell_id, epoch))
+    doc: Doc[Any] = Doc(client_id=seed_client_id(cell_id, epoch))
     text = doc.get(TEXT, type=Text)
     if source:
         text += source
     return doc
 
 
-def text_of(doc: Doc) -> str:
+def text_of(doc: Doc[Any]) -> str:
     return str(doc.get(TEXT, type=Text))
 
 
@@ -43,7 +44,7 @@ def decode_update(update: str) -> bytes:
         raise ValueError("'update' must be a base64-encoded Yjs update") from None
 
 
-def apply_update(doc: Doc, update: bytes) -> None:
+def apply_update(doc: Doc[Any], update: bytes) -> None:
     """Apply a Yjs update; ValueError if it is not one."""
     try:
         doc.apply_update(update)
@@ -51,7 +52,7 @@ def apply_update(doc: Doc, update: bytes) -> None:
         raise ValueError(f"not a Yjs update: {err}") from None
 
 
-def replace_text(doc: Doc, source: str) -> None:
+def replace_text(doc: Doc[Any], source: str) -> None:
     """Make the text equal `source` with the smallest edit (common prefix and suffix kept)."""
     text = doc.get(TEXT, type=Text)
     old = str(text)
@@ -72,8 +73,8 @@ def replace_text(doc: Doc, source: str) -> None:
             text.insert(start, middle)
 
 
-def load_doc(client_id: int, state: bytes) -> Doc:
-    doc: Doc = Doc(client_id=client_id)
+def load_doc(client_id: int, state: bytes) -> Doc[Any]:
+    doc: Doc[Any] = Doc(client_id=client_id)
     doc.apply_update(state)
     return doc
 
@@ -82,9 +83,9 @@ def encode_update(update: bytes) -> str:
     return base64.b64encode(update).decode("ascii")
 
 
-def edit(base: Doc, new_source: str, client_id: int | None = None) -> str:
+def edit(base: Doc[Any], new_source: str, client_id: int | None = None) -> str:
     """A client-side helper: the base64 update turning `base`'s text into `new_source`."""
-    doc: Doc = Doc() if client_id is None else Doc(client_id=client_id)
+    doc: Doc[Any] = Doc() if client_id is None else Doc(client_id=client_id)
     doc.apply_update(base.get_update())
     before = doc.get_state()
     replace_text(doc, new_source)

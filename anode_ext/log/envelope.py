@@ -54,4 +54,6 @@ def decode_envelope(raw: bytes | str) -> Envelope:
 
 def envelope_from_json(obj: dict[str, Any]) -> Envelope:
     args = msgspec.convert(obj["args"], CATALOGUE[obj["name"]])
-    return Envelope(obj["seq"], obj["id"], obj["name"], args, obj["client_id"], obj["user"], obj["at"])
+    return Envelope(
+        obj["seq"], obj["id"], obj["name"], args, obj["client_id"], obj["user"], obj["at"]
+    )

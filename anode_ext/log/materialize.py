@@ -233,18 +233,17 @@ def _deleted(b: Batch, e: ev.CellDeleted, env: Envelope) -> None:
 
 
 def _outputs_set(b: Batch, e: ev.CellOutputsSet, env: Envelope) -> None:
+    """Outputs from a file are kept as written: no stream merging or overwrites applied."""
     cell = b.cell(e.cell_id)
     key = f"cell:{e.cell_id}"
-    b.put("outputs", key, OutputList())
-    for output in e.outputs:
-        _append(b, key, msgspec.to_builtins(output))
+    b.put("outputs", key, OutputList(outputs=msgspec.to_builtins(e.outputs)))
     cell.outputs_key = key
     cell.execution_count = e.execution_count
 
 
 # --- outputs -----------------------------------------------------------------
 
-_BACKSPACE = re.compile(r"[^\n\b]\b")
+_BACKSPACE = re.compile("[^\n\x08]\x08")
 
 
 def fix_overwrites(text: str) -> str:

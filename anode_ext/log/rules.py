@@ -19,7 +19,8 @@ READ = "read"
 WRITE = "write"
 EXECUTE = "execute"
 ADMIN = "admin"
-ALL_RIGHTS = frozenset({READ, WRITE, EXECUTE, ADMIN})
+USER_RIGHTS = frozenset({READ, WRITE, EXECUTE})
+ALL_RIGHTS = USER_RIGHTS | {ADMIN}
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Identity:
 
     user: str
     client_id: str
-    rights: frozenset[str] = ALL_RIGHTS
+    rights: frozenset[str] = USER_RIGHTS
 
 
 class _Conflict(Exception):
@@ -43,7 +44,9 @@ def check(state: State, event: ev.Event, who: Identity, index: int) -> None:
     """Raise `Refused` if `who` may not append `event` to `state`."""
     needed = EXECUTE if event.right == "runtime" else event.right
     if needed not in who.rights and ADMIN not in who.rights:
-        raise Refused(index, f"{event.name} needs the '{needed}' right, which {who.user!r} lacks", 403)
+        raise Refused(
+            index, f"{event.name} needs the '{needed}' right, which {who.user!r} lacks", 403
+        )
     rule = _RULES.get(type(event))
     if rule is None:
         return
@@ -214,7 +217,9 @@ def _completed(state: State, e: ev.ExecutionCompleted, who: Identity) -> None:
 def _cancelled(state: State, e: ev.ExecutionCancelled, who: Identity) -> None:
     ex = _execution(state, e.execution_id)
     if ex.state not in (PENDING, ASSIGNED):
-        raise _Conflict(f"execution {ex.id!r} is {ex.state}; only a pending or assigned one can be cancelled")
+        raise _Conflict(
+            f"execution {ex.id!r} is {ex.state}; only a pending or assigned one can be cancelled"
+        )
 
 
 def _failed(state: State, e: ev.ExecutionFailed, who: Identity) -> None:

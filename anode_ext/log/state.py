@@ -139,12 +139,14 @@ class State:
 
     def __init__(self, tables: Tables | None = None) -> None:
         self.t = tables if tables is not None else Tables()
-        self.docs: dict[str, Doc] = {}
+        self.docs: dict[str, Doc[Any]] = {}
         self.pending: dict[str, None] = {}
         self.reindex()
         for cell in self.t.cells.values():
             if cell.ydoc is not None:
-                self.docs[cell.id] = crdt.load_doc(crdt.seed_client_id(cell.id, cell.epoch), cell.ydoc)
+                self.docs[cell.id] = crdt.load_doc(
+                    crdt.seed_client_id(cell.id, cell.epoch), cell.ydoc
+                )
 
     def reindex(self) -> None:
         """Rebuild the derived index of pending executions, in request order."""
@@ -155,7 +157,7 @@ class State:
     def first_pending(self) -> str | None:
         return next(iter(self.pending), None)
 
-    def doc(self, cell: CellRow) -> Doc:
+    def doc(self, cell: CellRow) -> Doc[Any]:
         """The cell's document, seeded now if this is its first CRDT edit."""
         doc = self.docs.get(cell.id)
         if doc is None:

@@ -68,7 +68,12 @@ class Store:
             raise StoreError(f"{p}: is a directory, not a store")
         if synchronous.upper() not in _SYNC_MODES:
             raise StoreError(f"synchronous must be one of {_SYNC_MODES}")
-        uri = f"file:{Path(p).absolute().as_posix()}" + ("?mode=ro" if readonly else "")
+        # A reader still opens read-write where it may, so that SQLite removes its -wal and
+        # -shm files on close; `writable` keeps this class from writing anything.
+        ro = readonly and not os.access(p, os.W_OK)
+        uri = f"file:{Path(p).absolute().as_posix()}" + (
+            "?mode=ro" if ro else "?mode=rw" if exists else ""
+        )
         try:
             db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as err:
@@ -110,6 +115,11 @@ class Store:
             db.execute(f"PRAGMA user_version={tables.SCHEMA_VERSION}")
             db.execute("COMMIT")
 
+    def checkpoint_wal(self) -> None:
+        """Fold the WAL into the main file (before handing a store file over)."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -129,7 +139,9 @@ class Store:
         """Append a JSON array of `{id, name, args}` as pushed over the wire."""
         return self._append(decode_batch(raw, self.limits), who, now)
 
-    def push(self, items: Sequence[dict[str, Any]], who: Identity, *, now: int | None = None) -> list[int]:
+    def push(
+        self, items: Sequence[dict[str, Any]], who: Identity, *, now: int | None = None
+    ) -> list[int]:
         """Append already-parsed `{id, name, args}` dicts (HTTP bodies, tests)."""
         return self._append(convert_batch(list(items), self.limits), who, now)
 
@@ -164,7 +176,11 @@ class Store:
             return seqs
 
     def _append_locked(
-        self, db: sqlite3.Connection, batch: list[tuple[str, Event, bytes]], who: Identity, now: int | None
+        self,
+        db: sqlite3.Connection,
+        batch: list[tuple[str, Event, bytes]],
+        who: Identity,
+        now: int | None,
     ) -> list[int]:
         known = self._known_ids(db, batch)
         if len(known) == len(batch):
@@ -203,7 +219,9 @@ class Store:
             raise
         return seqs
 
-    def _known_ids(self, db: sqlite3.Connection, batch: list[tuple[str, Event, bytes]]) -> dict[str, int]:
+    def _known_ids(
+        self, db: sqlite3.Connection, batch: list[tuple[str, Event, bytes]]
+    ) -> dict[str, int]:
         """Events pushed before (a retry): their seqs; the same id with other content is refused."""
         ids = [b[0] for b in batch]
         known: dict[str, int] = {}
@@ -217,7 +235,9 @@ class Store:
                 index = ids.index(event_id)
                 _, event, raw = batch[index]
                 if name != event.name or msgspec.json.decode(args) != msgspec.json.decode(raw):
-                    raise Refused(index, f"id {event_id!r} was used before (seq {seq}) for another event", 409)
+                    raise Refused(
+                        index, f"id {event_id!r} was used before (seq {seq}) for another event", 409
+                    )
         return known
 
     def _catch_up(self) -> None:
@@ -232,7 +252,9 @@ class Store:
 
     def events_json(self, after: int = 0, limit: int | None = None) -> list[bytes]:
         """Envelopes as wire JSON, in seq order."""
-        sql = "SELECT seq, id, name, args, client_id, user, at FROM events WHERE seq > ? ORDER BY seq"
+        sql = (
+            "SELECT seq, id, name, args, client_id, user, at FROM events WHERE seq > ? ORDER BY seq"
+        )
         params: tuple[int, ...] = (after,)
         if limit is not None:
             sql += " LIMIT ?"
@@ -241,7 +263,9 @@ class Store:
             rows = self._db.execute(sql, params).fetchall()
         return [_envelope_json(r) for r in rows]
 
-    def iter_events(self, after: int = 0, upto: int | None = None, chunk: int = 5000) -> Iterator[Envelope]:
+    def iter_events(
+        self, after: int = 0, upto: int | None = None, chunk: int = 5000
+    ) -> Iterator[Envelope]:
         while True:
             batch = self.events(after, chunk)
             for env in batch:
@@ -261,7 +285,8 @@ class Store:
             if seq >= self.head:
                 return self.state.copy()
             row = self._db.execute(
-                "SELECT seq, state FROM checkpoints WHERE seq <= ? ORDER BY seq DESC LIMIT 1", (seq,)
+                "SELECT seq, state FROM checkpoints WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
+                (seq,),
             ).fetchone()
         state = State.decode(row[1]) if row else State()
         new_checkpoints = []
@@ -293,13 +318,21 @@ def _envelope_json(row: tuple[Any, ...]) -> bytes:
     seq, event_id, name, args, client_id, user, at = row
     return b"".join(
         (
-            b'{"seq":', str(seq).encode(),
-            b',"id":', _ENC.encode(event_id),
-            b',"name":', _ENC.encode(name),
-            b',"args":', args.encode(),
-            b',"client_id":', _ENC.encode(client_id),
-            b',"user":', _ENC.encode(user),
-            b',"at":', str(at).encode(), b"}",
+            b'{"seq":',
+            str(seq).encode(),
+            b',"id":',
+            _ENC.encode(event_id),
+            b',"name":',
+            _ENC.encode(name),
+            b',"args":',
+            args.encode(),
+            b',"client_id":',
+            _ENC.encode(client_id),
+            b',"user":',
+            _ENC.encode(user),
+            b',"at":',
+            str(at).encode(),
+            b"}",
         )
     )
 

@@ -52,9 +52,7 @@ class _Spec:
         self.select = f"SELECT {cols} FROM {table}"
 
     def ddl(self) -> str:
-        cols = ", ".join(
-            f'"{c}"' + (" PRIMARY KEY" if c == self.key else "") for c in self.columns
-        )
+        cols = ", ".join(f'"{c}"' + (" PRIMARY KEY" if c == self.key else "") for c in self.columns)
         return f"CREATE TABLE IF NOT EXISTS {self.table} ({cols})"
 
     def to_sql(self, row: Any) -> tuple[Any, ...]:
@@ -106,7 +104,7 @@ DDL = [
     "CREATE TABLE IF NOT EXISTS output_lists (key TEXT PRIMARY KEY, clear_on_next INTEGER)",
     "CREATE TABLE IF NOT EXISTS displays (display_id TEXT PRIMARY KEY, keys TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY, state BLOB NOT NULL)",
-    "INSERT OR IGNORE INTO notebook (k, head, last_at) VALUES (0, 0, 0)",
+    "INSERT OR IGNORE INTO notebook VALUES (0, '', '{}', 5, 0, 0, 0)",
 ]
 
 
@@ -132,8 +130,14 @@ def write(db: sqlite3.Connection, state: State, dirty: Dirty) -> None:
         db.execute(
             "UPDATE notebook SET title=?, metadata=?, nbformat_minor=?, initialized=?, head=?, "
             "last_at=? WHERE k=0",
-            (nb.title, _JSON_ENC.encode(nb.metadata).decode(), nb.nbformat_minor,
-             int(nb.initialized), t.head, t.last_at),
+            (
+                nb.title,
+                _JSON_ENC.encode(nb.metadata).decode(),
+                nb.nbformat_minor,
+                int(nb.initialized),
+                t.head,
+                t.last_at,
+            ),
         )
     else:
         db.execute("UPDATE notebook SET head=?, last_at=? WHERE k=0", (t.head, t.last_at))
@@ -141,9 +145,9 @@ def write(db: sqlite3.Connection, state: State, dirty: Dirty) -> None:
 
 def _write_outputs(db: sqlite3.Connection, t: Tables, keys: set[str]) -> None:
     db.executemany("DELETE FROM outputs WHERE key = ?", [(k,) for k in keys])
-    rows = []
-    lists = []
-    gone = []
+    rows: list[tuple[str, int, str]] = []
+    lists: list[tuple[str, int]] = []
+    gone: list[tuple[str]] = []
     for key in keys:
         lst = t.outputs.get(key)
         if lst is None:
@@ -154,7 +158,9 @@ def _write_outputs(db: sqlite3.Connection, t: Tables, keys: set[str]) -> None:
     if rows:
         db.executemany("INSERT INTO outputs (key, idx, output) VALUES (?, ?, ?)", rows)
     if lists:
-        db.executemany("INSERT OR REPLACE INTO output_lists (key, clear_on_next) VALUES (?, ?)", lists)
+        db.executemany(
+            "INSERT OR REPLACE INTO output_lists (key, clear_on_next) VALUES (?, ?)", lists
+        )
     if gone:
         db.executemany("DELETE FROM output_lists WHERE key = ?", gone)
     touched = {d for d, ks in t.displays.items() if keys.intersection(ks)}
@@ -196,7 +202,15 @@ def load(db: sqlite3.Connection) -> Tables:
 def dump(db: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
     """Every materialized table's rows, sorted: for comparing two stores exactly."""
     out = {}
-    for table in ("notebook", "cells", "executions", "runtime_sessions", "input_requests",
-                  "outputs", "output_lists", "displays"):
+    for table in (
+        "notebook",
+        "cells",
+        "executions",
+        "runtime_sessions",
+        "input_requests",
+        "outputs",
+        "output_lists",
+        "displays",
+    ):
         out[table] = sorted(db.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
     return out

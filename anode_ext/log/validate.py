@@ -51,7 +51,9 @@ def _schema_error(index: int, name: str, err: Exception) -> Refused:
 def decode_batch(raw: bytes, limits: Limits) -> list[tuple[str, Event, bytes]]:
     """Decode a JSON array of `{id, name, args}`; returns (id, event, canonical args)."""
     if len(raw) > limits.max_batch_bytes:
-        raise Refused(0, f"the batch is {len(raw)} bytes; the limit is {limits.max_batch_bytes}", 413)
+        raise Refused(
+            0, f"the batch is {len(raw)} bytes; the limit is {limits.max_batch_bytes}", 413
+        )
     try:
         wire = _WIRE_BATCH.decode(raw)
     except msgspec.ValidationError as err:
@@ -94,7 +96,11 @@ def _check_count(n: int, limits: Limits) -> None:
     if n == 0:
         raise Refused(0, "an empty batch")
     if n > limits.max_batch_events:
-        raise Refused(limits.max_batch_events, f"{n} events; a batch holds at most {limits.max_batch_events}", 413)
+        raise Refused(
+            limits.max_batch_events,
+            f"{n} events; a batch holds at most {limits.max_batch_events}",
+            413,
+        )
 
 
 def _decode_one(index: int, item: Any, limits: Limits) -> tuple[str, Event, bytes]:

@@ -1,0 +1,74 @@
+"""The `anode` command as a user runs it: a real process, stdout, stderr and exit codes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+DEMO = Path(__file__).parents[1] / "log" / "notebooks" / "demo.ipynb"
+
+
+def anode(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "anode_ext", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+def test_import_log_show_export(tmp_path):
+    store = tmp_path / "demo.anode"
+    r = anode("import", DEMO, "-o", store)
+    assert r.returncode == 0, r.stderr
+    log = anode("log", store, "--json")
+    envs = [json.loads(line) for line in log.stdout.splitlines()]
+    assert [x["seq"] for x in envs] == list(range(1, len(envs) + 1))
+    assert set(envs[0]) == {"seq", "id", "name", "args", "client_id", "user", "at"}
+    assert len(anode("log", store, "--after", 5, "--json").stdout.splitlines()) == len(envs) - 5
+    human = anode("log", store).stdout
+    assert "v1.CellCreated" in human
+    state = json.loads(anode("show", store).stdout)
+    assert state["head"] == len(envs) and len(state["cells"]) == 9
+    early = json.loads(anode("show", store, "--at", 6).stdout)
+    assert early["head"] == 6 and len(early["cells"]) == 2
+    out = tmp_path / "out.ipynb"
+    assert anode("export", store, "-o", out).returncode == 0
+    nbformat.validate(nbformat.read(out, as_version=4))
+    at = nbformat.reads(anode("export", store, "--at", 6).stdout, as_version=4)
+    assert len(at.cells) == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["import", "missing.ipynb"],
+        ["import", "junk.ipynb"],
+        ["export", "missing.anode"],
+        ["export", "junk.anode"],
+        ["show", "ok.anode", "--at", "99"],
+        ["log", "ok.anode", "--after", "-1"],
+        ["show", "ok.anode", "--at", "x"],
+        ["frobnicate"],
+        ["import", "ok.ipynb", "-o", "ok.anode"],
+    ],
+)
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args):
+    (tmp_path / "junk.ipynb").write_text("{not json")
+    (tmp_path / "junk.anode").write_bytes(b"garbage" * 1000)
+    (tmp_path / "ok.ipynb").write_text(DEMO.read_text())
+    assert anode("import", "ok.ipynb", "-o", "ok.anode", cwd=tmp_path).returncode == 0
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = anode(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("anode: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_schema_command():
+    schema = json.loads(anode("schema").stdout)
+    assert "v1.ExecutionRequested" in schema["events"]

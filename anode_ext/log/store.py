@@ -209,7 +209,8 @@ class Store:
                 rows.append((seq, event_id, event.name, args.decode(), client_id, user, at))
             dirty = b.commit()
             db.executemany(
-                "INSERT INTO events (seq, id, name, args, client_id, user, at) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO events (seq, id, name, args, client_id, user, at) "
+                "VALUES (?,?,?,?,?,?,?)",
                 rows,
             )
             tables.write(db, state, dirty)

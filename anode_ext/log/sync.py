@@ -84,7 +84,7 @@ def handle_push(store: Store, msg: _Push, who: Identity) -> dict[str, Any]:
 
 
 def events_message(raws: Sequence[bytes]) -> bytes:
-    """`{"type": "events", "events": [...]}` built from stored envelope JSON, without re-encoding."""
+    """`{"type": "events", "events": [...]}` from stored envelope JSON, not re-encoded."""
     return b'{"type":"events","events":[' + b",".join(raws) + b"]}"
 
 

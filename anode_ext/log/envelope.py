@@ -43,13 +43,15 @@ class _RawEnvelope(msgspec.Struct):
 
 
 _RAW = msgspec.json.Decoder(_RawEnvelope)
-_ARGS = {name: msgspec.json.Decoder(t) for name, t in CATALOGUE.items()}
+ARG_DECODERS = {name: msgspec.json.Decoder(t) for name, t in CATALOGUE.items()}
 
 
 def decode_envelope(raw: bytes | str) -> Envelope:
     """Parse a wire envelope back into typed form (replicas, the CLI)."""
     r = _RAW.decode(raw)
-    return Envelope(r.seq, r.id, r.name, _ARGS[r.name].decode(r.args), r.client_id, r.user, r.at)
+    return Envelope(
+        r.seq, r.id, r.name, ARG_DECODERS[r.name].decode(r.args), r.client_id, r.user, r.at
+    )
 
 
 def envelope_from_json(obj: dict[str, Any]) -> Envelope:

@@ -64,10 +64,11 @@ class Batch:
     # -- remembering rows before their first change --------------------------
     def _touch(self, table: str, key: str) -> Any:
         rows: dict[str, Any] = getattr(self.t, table)
+        row = rows.get(key)
         if self.undo and (table, key) not in self._saved:
-            self._saved[(table, key)] = _clone(rows.get(key))
+            self._saved[(table, key)] = _clone(row)
         getattr(self.dirty, table).add(key)
-        return rows.get(key)
+        return row
 
     def cell(self, cell_id: str) -> CellRow:
         row: CellRow = self._touch("cells", cell_id)
@@ -266,6 +267,14 @@ def fix_overwrites(text: str) -> str:
     return "\n".join(lines)
 
 
+def _merge(prev: str, new: str) -> str:
+    """Only the last line can be touched by a `\r` or `\b`: keep long streams linear."""
+    if "\r" not in new and "\b" not in new and not prev.endswith("\r"):
+        return prev + new
+    cut = prev.rfind("\n") + 1
+    return prev[:cut] + fix_overwrites(prev[cut:] + new)
+
+
 def _append(b: Batch, key: str, output: dict[str, Any]) -> None:
     lst = b.outputs(key)
     if lst.clear_on_next:
@@ -278,7 +287,7 @@ def _append(b: Batch, key: str, output: dict[str, Any]) -> None:
         and last["output_type"] == "stream"
         and last["name"] == output["name"]
     ):
-        last["text"] = fix_overwrites(last["text"] + output["text"])
+        last["text"] = _merge(last["text"], output["text"])
         return
     if output["output_type"] == "stream" and ("\r" in output["text"] or "\b" in output["text"]):
         output = {**output, "text": fix_overwrites(output["text"])}

@@ -106,3 +106,11 @@ def test_changing_to_markdown_drops_outputs(store):
     store.push([e("CellTypeChanged", cell_id="c1", cell_type="markdown")], ALICE)
     c = state_json(store.state)["cells"][0]
     assert (c["outputs"], c["execution_count"]) == ([], None)
+
+
+def test_chunked_merge_equals_merging_the_whole_text(store):
+    """Only the last line is re-fixed on each chunk; the result must not depend on chunking."""
+    setup(store)
+    chunks = ["line 1\nab", "c\b\bX", "\r", "\nprogress 1\r", "progress 2\r", "\n", "done\b!\n"]
+    store.push([stream("x1", t) for t in chunks], RUNTIME)
+    assert outputs(store)[0]["text"] == fix_overwrites("".join(chunks))

@@ -402,6 +402,9 @@ def _finish(b: Batch, ex: ExecutionRow, state: str, at: int, **fields: Any) -> N
             rt.holding = None
     if ex.state == PENDING:
         b.state.pending.pop(ex.id, None)
+    waiting = b.t.inputs.get(ex.id)
+    if waiting is not None and waiting.state == PENDING:
+        b._touch("inputs", ex.id).state = "abandoned"  # nobody may answer it now
     ex.state = state
     ex.ended_at = at
     for name, value in fields.items():

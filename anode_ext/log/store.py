@@ -258,6 +258,11 @@ class Store:
                     )
         return known
 
+    def refresh(self) -> None:
+        """Pick up what other processes appended (reads are otherwise as of the last push)."""
+        with self._lock:
+            self._catch_up()
+
     def _catch_up(self) -> None:
         """Fold events another process appended since we last looked."""
         (db_head,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()

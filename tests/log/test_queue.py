@@ -213,3 +213,11 @@ def test_interrupt_and_restart_requests(nb):
     nb.push([e("InterruptRequested", session_id="s1"), e("RestartRequested", session_id="s1")], BOB)
     rt = nb.state.t.runtimes["s1"]
     assert (rt.interrupts, rt.restart_requested) == (1, True)
+
+
+def test_an_ended_execution_abandons_its_input_request(nb):
+    run(nb, "x1")
+    nb.push([e("InputRequested", execution_id="x1", prompt="name? ")], RUNTIME)
+    nb.push([e("ExecutionCompleted", execution_id="x1", status="error")], RUNTIME)
+    assert nb.state.t.inputs["x1"].state == "abandoned"
+    refused(nb, [e("InputReplied", execution_id="x1", value="late")], BOB, match="not waiting")

@@ -7,6 +7,7 @@ nothing written (files are written to a temporary name, then renamed).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
 import os
@@ -132,6 +133,50 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .log.ipynb import export_text, import_events, read_notebook
+    from .runtime.run import CellResult, host_factory, run_store, temporary_store
+
+    src = Path(args.notebook)
+    out = Path(args.output) if args.output else src
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    nb = read_notebook(src)
+    who = cli_identity()
+    if args.store:
+        store = Store.open(args.store, create=True)
+    else:
+        store, _ = temporary_store()
+    with store:
+        if store.head == 0:
+            store.append([(uuid.uuid4().hex, e) for e in import_events(nb, src.stem)], who)
+
+        def report(res: CellResult) -> None:
+            if res.status != "ok":
+                what = res.error or res.reason or res.state
+                print(f"anode run: cell {res.index + 1}: {what}", file=sys.stderr)
+
+        factory = host_factory(src.resolve().parent)
+        try:
+            result = asyncio.run(
+                run_store(
+                    store,
+                    factory,
+                    user=who,
+                    timeout=args.timeout,
+                    allow_errors=args.allow_errors,
+                    on_cell=report,
+                )
+            )
+        except (RuntimeError, OSError) as err:
+            raise AnodeError(f"the runtime failed: {err}") from None
+        text = export_text(store.state)
+    _atomic_write(out, lambda p: _write_text(p, text))
+    ran = len(result.cells)
+    print(f"{out}: {ran} code cells run", file=sys.stderr)
+    return 1 if result.failed is not None and not args.allow_errors else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
 
@@ -168,6 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("store")
     s.add_argument("--at", type=int)
     s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("run", help="execute every code cell on a Pyodide runtime")
+    s.add_argument("notebook")
+    s.add_argument("-o", "--output", help="where to write the result (default: in place)")
+    s.add_argument("--store", help="keep the log in this store (created if missing)")
+    s.add_argument("--timeout", type=float, help="seconds per cell before it is interrupted")
+    s.add_argument("--allow-errors", action="store_true", help="go on after a failing cell")
+    s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("schema", help="the event catalogue as JSON Schema")
     s.set_defaults(func=cmd_schema)

@@ -47,33 +47,42 @@ class LocalHub:
     def __init__(self, store: Store, *, poll_interval: float = 0.5) -> None:
         self.store = store
         self.poll_interval = poll_interval
-        self._moved = asyncio.Condition()
+        self._waiters: set[asyncio.Future[None]] = set()
 
     def client(self, identity: Identity) -> LocalLog:
         return LocalLog(self, identity)
 
+    def wake(self) -> None:
+        """Wake every waiter (after a push, or when someone knows the file moved)."""
+        waiters, self._waiters = self._waiters, set()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
     async def _push(self, events: Sequence[tuple[str, Event]], who: Identity) -> list[int]:
-        seqs = self.store.append(events, who)
-        async with self._moved:
-            self._moved.notify_all()
-        return seqs
+        try:
+            return self.store.append(events, who)
+        finally:
+            self.wake()
 
     async def _wait(self, head: int, timeout: float | None) -> bool:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            if self.store.head > head:
-                return True
+        while self.store.head <= head:
             step = self.poll_interval
             if deadline is not None:
                 step = min(step, deadline - loop.time())
                 if step <= 0:
                     return False
-            async with self._moved:
-                try:
-                    await asyncio.wait_for(self._moved.wait(), step)
-                except asyncio.TimeoutError:
-                    self.store.refresh()
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.add(fut)
+            try:
+                done, _ = await asyncio.wait({fut}, timeout=step)
+            finally:
+                self._waiters.discard(fut)
+            if not done:
+                self.store.refresh()
+        return True
 
 
 class LocalLog:

@@ -1,0 +1,319 @@
+"""The runtime agent: works a notebook's queue on a Pyodide host.
+
+It registers a runtime session, claims the first pending execution, drives the
+host and writes what happens back to the log (started, outputs, completed).
+Everything it learns from others (interrupt, restart, cancel, input replies)
+it reads from the log too, so a collaborator anywhere reaches it the same way.
+When the host dies, the session ends with the reason (the log fails the cell
+it was running and re-queues a claimed one) and a fresh host takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from ..log import catalogue as ev
+from ..log.errors import Refused
+from ..log.local import LogClient
+from ..log.state import ASSIGNED, EXECUTING, PENDING, ExecutionRow, RuntimeRow
+from .host import PyodideHost
+from .protocol import HostDied, HostInfo
+
+log = logging.getLogger(__name__)
+
+HostFactory = Callable[[], PyodideHost]
+_OUTPUT = msgspec.json.Decoder(ev.Output)
+_ENC = msgspec.json.Encoder()
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Agent:
+    """One runtime for one notebook log, replaced when it dies or restarts."""
+
+    def __init__(
+        self,
+        client: LogClient,
+        new_host: HostFactory,
+        *,
+        max_boot_failures: int = 3,
+        poll: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.new_host = new_host
+        self.max_boot_failures = max_boot_failures
+        self.poll = poll
+        self.host: PyodideHost | None = None
+        self.session_id: str | None = None
+        self.info: HostInfo | None = None
+        self.sessions: list[str] = []  # every session this agent registered
+        self._stopping = False
+        self._ready = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------
+    async def ready(self) -> str:
+        """Wait until a session is registered; its id."""
+        await self._ready.wait()
+        assert self.session_id is not None
+        return self.session_id
+
+    async def run(self) -> None:
+        """Work the queue until `stop()`."""
+        failures = 0
+        while not self._stopping:
+            try:
+                await self._boot()
+            except HostDied as err:
+                failures += 1
+                if failures >= self.max_boot_failures:
+                    raise
+                log.warning("runtime failed to boot (%s); retrying", err.reason)
+                await asyncio.sleep(0.5 * failures)
+                continue
+            failures = 0
+            try:
+                await self._work()
+            except HostDied as err:
+                rt = self._runtime(self.session_id)
+                restart = rt is not None and rt.restart_requested
+                await self._end("restart requested" if restart else f"runtime died: {err.reason}")
+        await self._end("runtime stopped")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self.host is not None:
+            await self.host.close()
+
+    async def _boot(self) -> None:
+        self._ready.clear()
+        host = self.new_host()
+        self.host = host
+        self.info = await host.start()
+        sid = _new_id()
+        info: dict[str, Any] = {
+            "python": self.info.python_version,
+            "implementation": self.info.implementation,
+            "pyodide": self.info.pyodide_version,
+            "from_snapshot": self.info.from_snapshot,
+            "boot_seconds": round(self.info.boot_seconds, 3),
+        }
+        await self.client.push([(_new_id(), ev.RuntimeSessionStarted(session_id=sid, info=info))])
+        self.session_id = sid
+        self.sessions.append(sid)
+        self._ready.set()
+
+    async def _end(self, reason: str) -> None:
+        """End our session (the log fails or re-queues what it held) and drop the host."""
+        sid, self.session_id = self.session_id, None
+        host, self.host = self.host, None
+        if host is not None:
+            await host.close()
+        rt = self._runtime(sid)
+        if sid is None or rt is None or rt.state != "live":
+            return
+        with contextlib.suppress(Refused):
+            await self.client.push(
+                [(_new_id(), ev.RuntimeSessionEnded(session_id=sid, reason=reason))]
+            )
+
+    def _runtime(self, sid: str | None) -> RuntimeRow | None:
+        return self.client.state.t.runtimes.get(sid) if sid else None
+
+    # -- the queue ---------------------------------------------------------------
+    async def _work(self) -> None:
+        while not self._stopping:
+            state = self.client.state
+            head = state.t.head
+            rt = self._runtime(self.session_id)
+            if rt is None or rt.state != "live":
+                return  # ended by someone else (an admin): boot a new session
+            if rt.restart_requested:
+                await self._end("restart requested")
+                return
+            if self.host is None or not self.host.alive:
+                raise HostDied("the runtime process is gone")
+            if rt.holding is not None:  # claimed before a restart of this agent
+                await self._execute(state.t.executions[rt.holding])
+                continue
+            first = state.first_pending()
+            if first is None:
+                await self.client.wait(head, self.poll)
+                continue
+            claim = ev.ExecutionAssigned(execution_id=first, session_id=rt.session_id)
+            try:
+                await self.client.push([(_new_id(), claim)])
+            except Refused as err:
+                log.debug("claim of %s refused: %s", first, err)
+                continue
+            await self._execute(self.client.state.t.executions[first])
+
+    async def _execute(self, ex: ExecutionRow) -> None:
+        run = _Run(self, ex)
+        await run.go()
+
+
+class _Run:
+    """One execution: host events become log events, log events reach the host."""
+
+    def __init__(self, agent: Agent, ex: ExecutionRow) -> None:
+        self.agent = agent
+        self.client = agent.client
+        assert agent.host is not None and agent.session_id is not None
+        self.host = agent.host
+        self.sid = agent.session_id
+        self.ex = ex
+        self.outbox: list[ev.Event] = []
+        self.flushed = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.started = ex.state == EXECUTING
+        self.dropped = False  # cancelled or failed by someone else before it started
+        self.interrupts = self._rt().interrupts
+        self.answer: asyncio.Future[str] | None = None
+
+    def _rt(self) -> RuntimeRow:
+        return self.client.state.t.runtimes[self.sid]
+
+    async def go(self) -> None:
+        ex = self.ex
+        if ex.state == EXECUTING:
+            # We held it across a lost host; it cannot be resumed.
+            await self._push([ev.ExecutionFailed(execution_id=ex.id, reason="runtime restarted")])
+            return
+        pump = asyncio.create_task(self._pump())
+        watch = asyncio.create_task(self._watch())
+        try:
+            if ex.silent:
+                await self._start(None)
+            reply = await self.host.execute(
+                ex.code,
+                silent=ex.silent,
+                store_history=ex.store_history,
+                user_expressions=dict(ex.user_expressions),
+                on_output=self._on_output,
+                on_input=self._on_input if ex.allow_stdin else None,
+            )
+            await self._drain()
+            if not self.dropped:
+                if not self.started:
+                    await self._start(reply.execution_count or None)
+                content = reply.to_content()
+                content.pop("traceback", None)  # it is in the error output already
+                done = ev.ExecutionCompleted(
+                    execution_id=ex.id, status=_status(reply.status), reply=content
+                )
+                await self._push([done])
+        finally:
+            watch.cancel()
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Refused, HostDied):
+                await pump
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+
+    async def _start(self, count: int | None) -> None:
+        try:
+            await self._push([ev.ExecutionStarted(execution_id=self.ex.id, execution_count=count)])
+            self.started = True
+        except Refused as err:
+            log.info("execution %s dropped before it started: %s", self.ex.id, err)
+            self.dropped = True
+            self.host.interrupt()
+
+    # -- host -> log -------------------------------------------------------------
+    async def _on_output(self, item: dict[str, Any]) -> None:
+        kind = item["kind"]
+        x = self.ex.id
+        if kind == "execute_input":
+            await self._drain()
+            if not self.started and not self.dropped:
+                await self._start(item["execution_count"])
+            return
+        if self.dropped:
+            return
+        if kind == "output":
+            out = dict(item["output"])
+            if item.get("transient") and out.get("output_type") == "display_data":
+                out["transient"] = item["transient"]
+            self._queue(ev.OutputAppended(execution_id=x, output=_OUTPUT.decode(_ENC.encode(out))))
+        elif kind == "display_update":
+            self._queue(
+                ev.DisplayUpdated(
+                    display_id=str(item["display_id"]),
+                    data=item["data"],
+                    metadata=item["metadata"],
+                    execution_id=x,
+                )
+            )
+        elif kind == "clear_output":
+            self._queue(ev.OutputsCleared(execution_id=x, wait=bool(item["wait"])))
+        if len(self.outbox) >= 500:  # the log is slower than the cell: slow the cell
+            await self._drain()
+
+    def _queue(self, event: ev.Event) -> None:
+        self.outbox.append(event)
+        self.flushed.clear()
+        self.wake.set()
+
+    async def _pump(self) -> None:
+        """Push what the host produced, everything waiting in one batch."""
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.outbox:
+                batch, self.outbox = self.outbox[:200], self.outbox[200:]
+                if self.started and not self.dropped:
+                    await self._push(batch)
+            self.flushed.set()
+
+    async def _drain(self) -> None:
+        if self.outbox:
+            await self.flushed.wait()
+
+    async def _push(self, events: list[ev.Event]) -> None:
+        await self.client.push([(_new_id(), e) for e in events])
+
+    # -- log -> host -------------------------------------------------------------
+    async def _on_input(self, prompt: str, password: bool) -> str:
+        await self._drain()
+        x = self.ex.id
+        self.answer = asyncio.get_running_loop().create_future()
+        await self._push([ev.InputRequested(execution_id=x, prompt=prompt, password=password)])
+        try:
+            return await self.answer
+        finally:
+            self.answer = None
+
+    async def _watch(self) -> None:
+        """Interrupts, restarts, cancels and input replies, as the log records them."""
+        while True:
+            state = self.client.state
+            head = state.t.head
+            rt = state.t.runtimes[self.sid]
+            ex = state.t.executions[self.ex.id]
+            if rt.interrupts > self.interrupts:
+                self.interrupts = rt.interrupts
+                self.host.interrupt()
+            if rt.restart_requested or rt.state != "live":
+                await self.host.close()  # execute() raises HostDied; the agent ends the session
+                return
+            if ex.state not in (ASSIGNED, EXECUTING) and not self.dropped:
+                self.dropped = True  # cancelled or failed by an admin
+                self.host.interrupt()
+            inp = state.t.inputs.get(self.ex.id)
+            if self.answer is not None and inp is not None and inp.state != PENDING:
+                if not self.answer.done():
+                    self.answer.set_result(inp.value or "")
+            await self.client.wait(head, 1.0)
+
+
+def _status(status: str) -> ev.CompletionStatus:
+    return "ok" if status == "ok" else "aborted" if status == "aborted" else "error"

@@ -154,6 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         def report(res: CellResult) -> None:
             if res.status != "ok":
                 what = res.error or res.reason or res.state
+                if res.timed_out:
+                    what = f"{res.reason}; {res.error}" if res.error else str(res.reason)
                 print(f"anode run: cell {res.index + 1}: {what}", file=sys.stderr)
 
         factory = host_factory(src.resolve().parent)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -20,9 +20,10 @@ from ..log import Identity, Store
 from ..log import catalogue as ev
 from ..log.local import LocalHub, LogClient
 from ..log.rules import ALL_RIGHTS
-from ..log.state import FINAL_STATES, ExecutionRow
+from ..log.state import EXECUTING, FINAL_STATES, ExecutionRow
 from .agent import Agent, HostFactory
 from .host import PyodideHost
+from .protocol import HostDied
 
 T = TypeVar("T")
 GRACE_SECONDS = 5.0  # after an interrupt, before the runtime is restarted
@@ -55,11 +56,18 @@ def _id() -> str:
 
 async def wait_final(client: LogClient, execution_id: str, timeout: float | None) -> bool:
     """Until the execution is completed, cancelled or failed; False on timeout."""
+    return await wait_state(client, execution_id, FINAL_STATES, timeout)
+
+
+async def wait_state(
+    client: LogClient, execution_id: str, states: Collection[str], timeout: float | None
+) -> bool:
+    """Until the execution is in one of `states`; False on timeout."""
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
     while True:
         state = client.state
-        if state.t.executions[execution_id].state in FINAL_STATES:
+        if state.t.executions[execution_id].state in states:
             return True
         left = None if deadline is None else deadline - loop.time()
         if left is not None and left <= 0:
@@ -102,6 +110,8 @@ async def run_store(
                 execution_id=x, cell_id=cell.id, code=cell.source, allow_stdin=False
             )
             await client.push([(_id(), request)])
+            # The timeout counts from the start, as the cell waits for a boot.
+            await _first(wait_state(client, x, {EXECUTING, *FINAL_STATES}, None), worker)
             timed_out = not await _first(wait_final(client, x, timeout), worker)
             if timed_out:
                 await _stop_overrunning(client, agent, worker, x)
@@ -113,10 +123,9 @@ async def run_store(
             if res.status != "ok" and not allow_errors:
                 break
     finally:
-        await agent.stop()
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
+        await agent.stop()  # the agent ends its session on its way out
+        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError, HostDied):
+            await asyncio.wait_for(worker, 10)
         result.sessions = agent.sessions
     return result
 

@@ -1,0 +1,359 @@
+"""PyodideHost: run code in a sandboxed Pyodide under Node, Jupyter-style.
+
+One Node process per host (``js/host.mjs``, driven by ``process.NodeProcess``),
+spoken to in JSON lines over its stdin/stdout; see host.mjs for the message
+types. This module holds what is Jupyter about it: boots and snapshots,
+execute with its outputs, input and ``%pip`` round trips, restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+from . import assets
+from .node import find_node, node_version, sandbox_command, unshare_available
+from .pip import PipHandler, PipRefused, PipRequest, default_pip_handler
+from .process import NodeProcess, Request
+from .protocol import ExecuteReply, HostDied, HostInfo, InputCallback, OutputCallback
+
+log = logging.getLogger(__name__)
+
+MOUNT_POINT = "/home/pyodide/work"
+DEFAULT_MEMORY_LIMIT_MB = 6144
+
+
+async def _maybe_await(value: Awaitable[None] | None) -> None:
+    if inspect.isawaitable(value):
+        await value
+
+
+class PyodideHost:
+    """A sandboxed Pyodide runtime for one notebook directory (``workdir``),
+    which appears inside the sandbox as ``/home/pyodide/work``, the cwd."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        node: str | None = None,
+        snapshot_dir: Path | None = None,
+        network: bool = False,
+        memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
+        js_heap_mb: int = 1024,
+        use_snapshot: bool = True,
+        pip_handler: PipHandler | None = default_pip_handler,
+        boot_timeout: float = 120.0,
+        node_args: tuple[str, ...] = (),
+    ) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.node = find_node(node)
+        self.cache_dir = Path(snapshot_dir or assets.default_cache_dir()).resolve()
+        self.network = network
+        self.memory_limit_mb = memory_limit_mb
+        self.js_heap_mb = js_heap_mb
+        self.use_snapshot = use_snapshot
+        self.pip_handler = pip_handler
+        self.boot_timeout = boot_timeout
+        self.node_args = node_args
+        self.info: HostInfo | None = None
+        self._node: NodeProcess | None = None
+        self._pip_dir: Path | None = None
+
+    # ------------------------------------------------------------ state ----
+
+    @property
+    def pid(self) -> int | None:
+        """The Node process's id (also its process group)."""
+        return self._node.pid if self._node else None
+
+    @property
+    def alive(self) -> bool:
+        return self._node is not None and self._node.alive
+
+    def _running(self) -> NodeProcess:
+        if self._node is None:
+            raise HostDied("host not started")
+        return self._node
+
+    # ---------------------------------------------------------- startup ----
+
+    async def start(self) -> HostInfo:
+        """Boot: from the memory snapshot if there is a valid one, else cold
+        (and then write the snapshot for next time). HostDied if it fails."""
+        if self._node is not None:
+            raise RuntimeError("PyodideHost already started; use restart()")
+        if not self.workdir.is_dir():
+            raise FileNotFoundError(f"workdir is not a directory: {self.workdir}")
+        t0 = time.monotonic()
+        site = await asyncio.to_thread(assets.ensure_site, self.cache_dir)
+        snap_path = assets.snapshot_path(self.cache_dir)
+        status = "disabled"
+        mode = "cold"
+        if self.use_snapshot:
+            if await asyncio.to_thread(assets.snapshot_valid, snap_path):
+                mode, status = "snapshot", "loaded"
+            elif snap_path.exists():
+                assets.discard_snapshot(snap_path)
+                status = "corrupt snapshot discarded; recreated"
+            else:
+                status = "created"
+        snap_fd, snap_tmp = self._open_snapshot_tmp(snap_path, mode)
+        self._pip_dir = self.cache_dir / "pip" / uuid.uuid4().hex
+        self._pip_dir.mkdir(parents=True)
+        isolate = not self.network and unshare_available()
+        if not self.network and not isolate:
+            log.warning("unshare -rn is not available: the sandbox keeps network access")
+        config = {
+            "pyodideDir": str(assets.PYODIDE_DIR),
+            "siteDir": str(site),
+            "shellDir": str(assets.SHELL_DIR),
+            "workdir": str(self.workdir),
+            "mountPoint": MOUNT_POINT,
+            "mode": mode,
+            "snapshotPath": str(snap_path) if mode == "snapshot" else None,
+            "snapshotFd": snap_fd,
+            "network": self.network,
+            "jsHeapMb": self.js_heap_mb,
+        }
+        read = [assets.JS_DIR, assets.SHELL_DIR, site, self._pip_dir, self.workdir]
+        if mode == "snapshot":
+            read.append(snap_path)
+        cmd = sandbox_command(
+            self.node,
+            assets.HOST_SCRIPT,
+            json.dumps(config),
+            read=read,
+            write=[self.workdir],
+            isolate_network=isolate,
+            extra_args=self.node_args,
+        )
+        node = self._node = NodeProcess(self.memory_limit_mb)
+        try:
+            await node.spawn(cmd, str(assets.JS_DIR), [snap_fd] if snap_fd is not None else [])
+        finally:
+            if snap_fd is not None:
+                os.close(snap_fd)
+        try:
+            ready = await asyncio.wait_for(asyncio.shield(node.ready), self.boot_timeout)
+        except BaseException as exc:
+            await self.close()
+            if snap_tmp is not None:
+                snap_tmp.unlink(missing_ok=True)
+            if isinstance(exc, asyncio.TimeoutError):
+                raise HostDied(f"boot timed out after {self.boot_timeout:.0f}s") from None
+            raise
+        if ready.get("snapshot_fallback"):
+            status = f"fallback to cold boot ({ready['snapshot_fallback']})"
+            assets.discard_snapshot(snap_path)
+        if snap_tmp is not None:
+            if ready.get("snapshot_bytes_written"):
+                await asyncio.to_thread(assets.finalize_snapshot, snap_tmp, snap_path)
+            else:
+                snap_tmp.unlink(missing_ok=True)
+        info = ready["info"]
+        self.info = HostInfo(
+            python_version=info["python_version"],
+            ipython_version=info["ipython_version"],
+            implementation=info["implementation"],
+            pyodide_version=info["pyodide_version"],
+            node_version=".".join(map(str, node_version(self.node))),
+            boot_seconds=time.monotonic() - t0,
+            from_snapshot=ready["mode"] == "snapshot" and not ready.get("snapshot_fallback"),
+            snapshot=status,
+            network_isolated=isolate,
+            workdir_mount=MOUNT_POINT,
+            pid=node.pid or 0,
+        )
+        return self.info
+
+    def _open_snapshot_tmp(self, snap_path: Path, mode: str) -> tuple[int | None, Path | None]:
+        """A file a cold-booting Node process fills with a new snapshot: it
+        gets the open descriptor, never write access to the cache."""
+        if not self.use_snapshot or mode != "cold":
+            return None, None
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = snap_path.with_name(f".{snap_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        return fd, tmp
+
+    # -------------------------------------------------------------- API ----
+
+    async def execute(
+        self,
+        code: str,
+        *,
+        silent: bool = False,
+        store_history: bool = True,
+        user_expressions: dict[str, str] | None = None,
+        on_output: OutputCallback | None = None,
+        on_input: InputCallback | None = None,
+    ) -> ExecuteReply:
+        """Run a cell. Outputs go to ``on_output`` as they happen; ``input()``
+        calls ``on_input`` (without it, input() raises in the cell)."""
+        node = self._running()
+        req = node.request(
+            "execute",
+            code=code,
+            silent=silent,
+            store_history=store_history and not silent,
+            user_expressions=user_expressions or {},
+            allow_stdin=on_input is not None,
+        )
+        try:
+            while True:
+                msg = await req.next()
+                kind = msg["type"]
+                if kind == "reply":
+                    return ExecuteReply.from_content(msg["content"])
+                if kind == "event":
+                    await self._emit(on_output, msg["event"])
+                elif kind == "input_request" and on_input is not None:
+                    prompt, password = str(msg.get("prompt", "")), bool(msg.get("password"))
+                    work = self._input(on_input, prompt, password)
+                    await self._answer(node, req, msg, "input_reply", work)
+                elif kind == "pip_request":
+                    await self._answer(node, req, msg, "pip_reply", self._pip(msg, on_output))
+        finally:
+            node.done(req)
+
+    async def _emit(self, on_output: OutputCallback | None, ev: dict[str, Any]) -> None:
+        if on_output is None:
+            return
+        kind = ev.get("type")
+        if kind == "stream":
+            out = {"output_type": "stream", "name": ev["name"], "text": ev["text"]}
+            item: dict[str, Any] = {"kind": "output", "output": out, "transient": {}}
+        elif kind == "output":
+            transient = ev.get("transient") or {}
+            item = {"kind": "output", "output": ev["output"], "transient": transient}
+        elif kind == "display_update":
+            item = {
+                "kind": "display_update",
+                "display_id": ev.get("display_id"),
+                "data": ev.get("data") or {},
+                "metadata": ev.get("metadata") or {},
+            }
+        elif kind == "clear_output":
+            item = {"kind": "clear_output", "wait": bool(ev.get("wait"))}
+        elif kind == "execute_input":
+            item = {"kind": "execute_input", "execution_count": ev["execution_count"]}
+        else:
+            return
+        await _maybe_await(on_output(item))
+
+    async def _answer(
+        self,
+        node: NodeProcess,
+        req: Request,
+        msg: dict[str, Any],
+        kind: str,
+        work: Awaitable[dict[str, Any]],
+    ) -> None:
+        """Answer a blocking request of the worker (input, pip), unless the
+        cell is interrupted meanwhile."""
+        seq = msg["seq"]
+        task = asyncio.ensure_future(work)
+        getter = asyncio.ensure_future(req.queue.get())
+        try:
+            done, _ = await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                item = getter.result()
+                if isinstance(item, HostDied):
+                    raise item
+                if item.get("type") != "stdin_cancelled":
+                    log.warning("host: unexpected %s while waiting for %s", item.get("type"), kind)
+                return
+            try:
+                reply = task.result()
+            except Exception:
+                log.exception("host: %s failed; interrupting the cell", kind)
+                self.interrupt()
+                return
+            node.send({"type": kind, "seq": seq, **reply})
+        finally:
+            for t in (task, getter):
+                t.cancel()
+
+    async def _input(self, on_input: InputCallback, prompt: str, password: bool) -> dict[str, Any]:
+        return {"value": str(await on_input(prompt, password))}
+
+    async def _pip(self, msg: dict[str, Any], on_output: OutputCallback | None) -> dict[str, Any]:
+        if self.pip_handler is None:
+            return {"ok": False, "wheels": [], "error": "package installation is disabled here"}
+        assert self._pip_dir is not None
+        dest = self._pip_dir / f"req-{msg['seq']}"
+        dest.mkdir(parents=True, exist_ok=True)
+
+        async def emit(text: str) -> None:
+            await self._emit(on_output, {"type": "stream", "name": "stdout", "text": text})
+
+        version = ".".join((self.info.python_version if self.info else "3.13").split(".")[:2])
+        try:
+            args = [str(a) for a in msg["args"]]
+            wheels = await self.pip_handler(PipRequest(args, dest, version, emit))
+        except PipRefused as exc:
+            return {"ok": False, "wheels": [], "error": str(exc)}
+        except Exception as exc:
+            log.exception("pip handler failed")
+            return {"ok": False, "wheels": [], "error": f"pip failed: {exc}"}
+        paths = []
+        for wheel in wheels:
+            path = Path(wheel).resolve()
+            if path.parent != dest.resolve():  # the sandbox may only read dest
+                path = Path(shutil.copy2(path, dest / path.name))
+            paths.append(str(path))
+        return {"ok": True, "wheels": paths, "error": ""}
+
+    def interrupt(self) -> None:
+        """KeyboardInterrupt in the running cell (if any), within ~50 ms;
+        a no-op when idle or dead."""
+        if self._node is not None and self._node.alive:
+            with contextlib.suppress(HostDied):
+                self._node.send({"type": "interrupt"})
+
+    async def complete(self, code: str, cursor_pos: int) -> dict[str, Any]:
+        """ipykernel's complete_reply content."""
+        return await self._running().call("complete", code=code, cursor_pos=cursor_pos)
+
+    async def inspect(self, code: str, cursor_pos: int, detail_level: int = 0) -> dict[str, Any]:
+        """ipykernel's inspect_reply content."""
+        return await self._running().call(
+            "inspect", code=code, cursor_pos=cursor_pos, detail_level=detail_level
+        )
+
+    async def is_complete(self, code: str) -> dict[str, Any]:
+        """ipykernel's is_complete_reply content."""
+        return await self._running().call("is_complete", code=code)
+
+    async def restart(self) -> HostInfo:
+        """A fresh interpreter (a new process); works after a crash too."""
+        await self.close()
+        return await self.start()
+
+    async def close(self) -> None:
+        """Stop the Node process (politely, then by force); never leaves one."""
+        node, self._node = self._node, None
+        self.info = None
+        if node is not None:
+            await node.close()
+        if self._pip_dir is not None:
+            shutil.rmtree(self._pip_dir, ignore_errors=True)
+            self._pip_dir = None
+
+    async def __aenter__(self) -> PyodideHost:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

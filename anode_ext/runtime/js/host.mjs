@@ -1,0 +1,224 @@
+// Main thread of the Anode Pyodide host.
+//
+// Protocol: one JSON object per line. stdin carries requests from the Python
+// side (anode_ext/runtime/host.py); stdout carries events and replies and
+// nothing else; logs go to stderr.
+//
+//   in:  execute {id, code, silent, store_history, user_expressions, allow_stdin}
+//        complete {id, code, cursor_pos}   inspect {id, code, cursor_pos, detail_level}
+//        is_complete {id, code}   interrupt {}   shutdown {}
+//        input_reply {seq, value}   pip_reply {seq, ok, wheels, error}
+//   out: ready {info, mode, boot_seconds, ...}   event {id, event: {type: stream |
+//        output | display_update | clear_output | execute_input}}
+//        input_request {id, seq, prompt, password}   pip_request {id, seq, args}
+//        stdin_cancelled {id, seq}   reply {id, content}   fatal {message, status}
+//
+// The host process ends when stdin closes, so it never outlives its parent.
+
+import readline from "node:readline";
+import { Worker } from "node:worker_threads";
+
+const cfg = JSON.parse(process.argv[2]);
+const log = (...args) => console.error("[anode host]", ...args);
+const t0 = performance.now();
+
+const SIGINT = 2;
+const FLUSH_SIGNAL = 40; // Python-side handler flushes buffered stdout/stderr
+const FLUSH_MS = 50;
+const COALESCE_BYTES = 64 * 1024;
+const REPLY_BYTES = 4 * 1024 * 1024;
+
+const interruptSab = new SharedArrayBuffer(4);
+const interruptBuf = new Int32Array(interruptSab);
+const replySab = new SharedArrayBuffer(8 + REPLY_BYTES);
+const replyCtl = new Int32Array(replySab, 0, 2);
+const replyData = new Uint8Array(replySab, 8);
+const flightSab = new SharedArrayBuffer(4);
+const flight = new Int32Array(flightSab);
+const encoder = new TextEncoder();
+
+let worker = null;
+let running = null; // id of the execute request the worker is running
+let stdinWaiting = null; // seq of the input/pip request the worker waits for
+let exiting = false;
+let pendingStream = null; // {id, name, text, size}: coalesced stream output
+let coldFallback = null; // why the snapshot could not be used
+
+function write(obj) {
+  process.stdout.write(JSON.stringify(obj) + "\n");
+}
+
+function flushStream() {
+  if (pendingStream === null) return;
+  const { id, name, text, size } = pendingStream;
+  pendingStream = null;
+  write({ type: "event", id, event: { type: "stream", name, text } });
+  Atomics.sub(flight, 0, size);
+  Atomics.notify(flight, 0);
+}
+
+function onEvent(msg) {
+  const ev = JSON.parse(msg.json);
+  if (ev.type === "stream") {
+    if (pendingStream && (pendingStream.id !== msg.id || pendingStream.name !== ev.name)) flushStream();
+    if (pendingStream === null) {
+      pendingStream = { id: msg.id, name: ev.name, text: ev.text, size: msg.size };
+    } else {
+      pendingStream.text += ev.text;
+      pendingStream.size += msg.size;
+    }
+    if (pendingStream.text.length >= COALESCE_BYTES) flushStream();
+    return;
+  }
+  flushStream();
+  write({ type: "event", id: msg.id, event: ev });
+  Atomics.sub(flight, 0, msg.size);
+  Atomics.notify(flight, 0);
+}
+
+function sendReply(obj) {
+  const bytes = encoder.encode(JSON.stringify(obj));
+  if (bytes.length > REPLY_BYTES) {
+    return sendReply({ ...obj, value: "", ok: false, wheels: [], error: "reply too large" });
+  }
+  replyData.set(bytes);
+  Atomics.store(replyCtl, 1, bytes.length);
+  Atomics.store(replyCtl, 0, 1);
+  Atomics.notify(replyCtl, 0);
+}
+
+function die(code, message) {
+  if (exiting) return;
+  exiting = true;
+  flushStream();
+  if (message) write({ type: "fatal", message, status: code });
+  process.exitCode = code;
+  // Leave the event loop a moment to drain stdout, then go.
+  setTimeout(() => process.exit(code), 20).unref();
+  if (worker) worker.terminate().catch(() => {});
+}
+
+function startWorker(mode) {
+  const w = new Worker(new URL("./worker.mjs", import.meta.url), {
+    workerData: { config: { ...cfg, mode }, interruptSab, replySab, flightSab },
+    resourceLimits: { maxOldGenerationSizeMb: cfg.jsHeapMb },
+    stdout: true,
+    stderr: true,
+    env: {},
+  });
+  // Whatever the worker prints (console.*) must not reach the protocol.
+  w.stdout.pipe(process.stderr);
+  w.stderr.pipe(process.stderr);
+  w.on("message", (msg) => onWorkerMessage(w, msg));
+  w.on("error", (err) => {
+    if (w !== worker) return;
+    if (mode === "snapshot" && !ready) {
+      coldFallback = `snapshot load failed: ${err && err.message ? err.message : err}`;
+      log(coldFallback, "- booting cold");
+      worker = startWorker("cold");
+      return;
+    }
+    // os._exit(n) and a fatal sys.exit unwind as an Emscripten ExitStatus.
+    const exit = /Program terminated with exit\((\d+)\)/.exec(String(err && err.message));
+    if (exit) return die(Number(exit[1]), `Python exited the interpreter (exit status ${exit[1]})`);
+    const oom = err && err.code === "ERR_WORKER_OUT_OF_MEMORY";
+    die(oom ? 137 : 70, oom ? "JavaScript heap limit reached in the Pyodide worker" : `worker error: ${err && err.stack ? err.stack : err}`);
+  });
+  w.on("exit", (code) => {
+    if (w !== worker || exiting) return;
+    die(code || 70, `Pyodide worker exited (code ${code})`);
+  });
+  return w;
+}
+
+let ready = false;
+
+function onWorkerMessage(w, msg) {
+  if (w !== worker) return;
+  switch (msg.type) {
+    case "ready":
+      ready = true;
+      write({
+        type: "ready",
+        info: msg.info,
+        mode: msg.mode,
+        snapshot_fallback: coldFallback,
+        load_seconds: msg.load_seconds,
+        boot_seconds: (performance.now() - t0) / 1000,
+        snapshot_bytes_written: msg.snapshot_bytes_written,
+      });
+      break;
+    case "event":
+      onEvent(msg);
+      break;
+    case "started":
+      running = msg.id;
+      break;
+    case "reply":
+      flushStream();
+      if (running === msg.id) running = null;
+      write(msg);
+      break;
+    case "input_request":
+    case "pip_request":
+      flushStream();
+      stdinWaiting = msg.seq;
+      write(msg);
+      break;
+    case "stdin_cancelled":
+      if (stdinWaiting === msg.seq) stdinWaiting = null;
+      write(msg);
+      break;
+    case "fatal":
+      die(msg.status ?? 70, msg.message);
+      break;
+    default:
+      log("unknown worker message", msg.type);
+  }
+}
+
+function onRequest(line) {
+  if (!line.trim()) return;
+  let msg;
+  try {
+    msg = JSON.parse(line);
+  } catch (e) {
+    log("bad request line:", e.message);
+    return;
+  }
+  switch (msg.type) {
+    case "interrupt":
+      if (running !== null) {
+        Atomics.store(interruptBuf, 0, SIGINT);
+        Atomics.notify(interruptBuf, 0);
+        worker.postMessage({ type: "interrupt" });
+      }
+      break;
+    case "input_reply":
+    case "pip_reply":
+      if (stdinWaiting === msg.seq) {
+        stdinWaiting = null;
+        sendReply({ ...msg, kind: msg.type });
+      }
+      break;
+    case "shutdown":
+      die(0, null);
+      break;
+    default:
+      worker.postMessage(msg);
+  }
+}
+
+// While a cell runs, ask Python every FLUSH_MS to flush what it buffered, and
+// pass on what the worker sent, so output streams while the cell is busy.
+setInterval(() => {
+  if (running !== null) Atomics.compareExchange(interruptBuf, 0, 0, FLUSH_SIGNAL);
+  flushStream();
+}, FLUSH_MS);
+
+worker = startWorker(cfg.mode);
+const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+rl.on("line", onRequest);
+rl.on("close", () => die(0, null));
+process.stdout.on("error", () => die(0, null));
+log(`starting (${cfg.mode}) in ${((performance.now() - t0) / 1000).toFixed(3)}s`);

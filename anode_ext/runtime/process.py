@@ -1,0 +1,248 @@
+"""One Node host process: JSON lines both ways, requests matched by id.
+
+This is the one place that notices the process ended (exit, signal, the
+memory watchdog, a broken protocol) and turns that into ``HostDied`` for every
+pending call, so that no caller ever waits on a dead process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from .protocol import HostDied
+
+log = logging.getLogger(__name__)
+
+STREAM_LIMIT = 512 * 1024 * 1024  # longest protocol line (a big image output)
+
+
+class Request:
+    """The messages the host sends for one request id, in order."""
+
+    def __init__(self, rid: int) -> None:
+        self.id = rid
+        self.queue: asyncio.Queue[dict[str, Any] | HostDied] = asyncio.Queue()
+
+    async def next(self) -> dict[str, Any]:
+        item = await self.queue.get()
+        if isinstance(item, HostDied):
+            raise item
+        return item
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def rss_mb(pid: int) -> int | None:
+    """Resident memory of a process in MB (Linux), None if unknown."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class NodeProcess:
+    def __init__(self, memory_limit_mb: int) -> None:
+        self.memory_limit_mb = memory_limit_mb
+        self.proc: asyncio.subprocess.Process | None = None
+        self.ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.died: HostDied | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._requests: dict[int, Request] = {}
+        self._next_id = 0
+        self._stderr_tail: deque[str] = deque(maxlen=30)
+        self._fatal: str | None = None
+        self._kill_reason: str | None = None
+        self._exited = asyncio.Event()
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None and self.died is None
+
+    async def spawn(self, cmd: Sequence[str], cwd: str, pass_fds: Sequence[int]) -> None:
+        # A session of its own: a kill reaches `unshare` and node alike.
+        self.proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=cwd,
+            env={},
+            pass_fds=tuple(pass_fds),
+            start_new_session=True,
+            limit=STREAM_LIMIT,
+        )
+        self._finalizer = weakref.finalize(self, _kill, self.proc.pid)
+        self._tasks = [
+            asyncio.create_task(self._read_stdout()),
+            asyncio.create_task(self._read_stderr()),
+            asyncio.create_task(self._watch_memory()),
+        ]
+
+    # ------------------------------------------------------------ reading ----
+
+    async def _read_stdout(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        try:
+            async for line in self.proc.stdout:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    log.warning("host: bad protocol line %r", line[:200])
+                    continue
+                self._dispatch(msg)
+        except (ValueError, asyncio.LimitOverrunError) as exc:
+            self.kill(f"protocol error: {exc}")
+        finally:
+            await self._on_exit()
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if kind == "ready":
+            if not self.ready.done():
+                self.ready.set_result(msg)
+        elif kind == "fatal":
+            self._fatal = str(msg.get("message"))
+        else:
+            req = self._requests.get(msg.get("id"))  # type: ignore[arg-type]
+            if req is not None:
+                req.queue.put_nowait(msg)
+            else:
+                log.debug("host: message for no pending request: %s", kind)
+
+    async def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            if line:
+                self._stderr_tail.append(line)
+                log.debug("node: %s", line)
+
+    async def _watch_memory(self) -> None:
+        """Wasm memory is outside V8's heap limits: watch the resident size."""
+        proc = self.proc
+        assert proc is not None
+        while proc.returncode is None:
+            rss = rss_mb(proc.pid)
+            if rss is not None and rss > self.memory_limit_mb:
+                self.kill(
+                    f"memory limit exceeded: resident memory {rss} MB > {self.memory_limit_mb} MB"
+                )
+                return
+            await asyncio.sleep(0.1)
+
+    async def _on_exit(self) -> None:
+        assert self.proc is not None
+        rc = await self.proc.wait()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._tasks[1]), 2.0)
+        died = HostDied(self._death_reason(rc))
+        self.died = died
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        for req in self._requests.values():
+            req.queue.put_nowait(died)
+        if not self.ready.done():
+            self.ready.set_exception(died)
+        self._exited.set()
+
+    def _death_reason(self, rc: int) -> str:
+        parts = []
+        if self._kill_reason:
+            parts.append(self._kill_reason)
+        elif self._fatal:
+            parts.append(self._fatal)
+        if rc < 0:
+            parts.append(f"node was killed by signal {signal.Signals(-rc).name}")
+        else:
+            parts.append(f"node exited with code {rc}")
+        tail = [ln for ln in self._stderr_tail if not ln.startswith("[anode host] starting")]
+        if tail and not self._kill_reason and not self._fatal:
+            parts.append("last stderr lines:\n" + "\n".join(tail[-8:]))
+        return "; ".join(parts)
+
+    # ------------------------------------------------------------ requests ---
+
+    def send(self, msg: dict[str, Any]) -> None:
+        if self.died is not None:
+            raise self.died
+        if self.proc is None or self.proc.stdin is None or self.proc.stdin.is_closing():
+            raise HostDied("host not running")
+        self.proc.stdin.write(json.dumps(msg).encode() + b"\n")
+
+    def request(self, kind: str, **fields: Any) -> Request:
+        """Send a request; its messages arrive on the returned Request."""
+        self._next_id += 1
+        req = Request(self._next_id)
+        self._requests[req.id] = req
+        try:
+            self.send({"type": kind, "id": req.id, **fields})
+        except BaseException:
+            del self._requests[req.id]
+            raise
+        return req
+
+    def done(self, req: Request) -> None:
+        self._requests.pop(req.id, None)
+
+    async def call(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """A request answered by one reply (complete, inspect, ...)."""
+        req = self.request(kind, **fields)
+        try:
+            while True:
+                msg = await req.next()
+                if msg["type"] == "reply":
+                    return dict(msg["content"])
+        finally:
+            self.done(req)
+
+    # ------------------------------------------------------------- ending ----
+
+    def kill(self, reason: str) -> None:
+        self._kill_reason = self._kill_reason or reason
+        if self.proc is not None and self.proc.returncode is None:
+            _kill(self.proc.pid)
+
+    async def close(self) -> None:
+        """Ask politely, then kill; returns once the process is reaped."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.returncode is None and self.died is None:
+            self._kill_reason = self._kill_reason or "host closed"
+            with contextlib.suppress(Exception):
+                self.send({"type": "shutdown"})
+                assert proc.stdin is not None
+                proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 3.0)
+        except asyncio.TimeoutError:
+            self.kill("host closed")
+            await proc.wait()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._exited.wait(), 3.0)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._finalizer is not None:
+            self._finalizer.detach()

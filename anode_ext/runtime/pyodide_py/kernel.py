@@ -1,0 +1,266 @@
+"""Request handlers called by worker.mjs: execute, complete, inspect, ...
+
+Each takes the request as a JSON string and returns the reply content as a
+JSON string, shaped like ipykernel's replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import getpass
+import json
+import os
+import random
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from IPython.core.completer import provisionalcompleter, rectify_completions
+from IPython.core.error import StdinNotImplementedError
+from IPython.utils.tokenutil import token_at_cursor
+
+from . import bridge, shell, streams
+from .magics import PipMagics
+
+NO_STDIN = "raw_input was called, but this frontend does not support input requests."
+
+_task: asyncio.Task[Any] | None = None
+
+
+def prepare() -> None:
+    """Cold boot, before the memory snapshot: import and warm up IPython."""
+    sh = shell.make_shell()
+    sh.register_magics(PipMagics)
+    with provisionalcompleter():
+        list(sh.Completer.completions("import o", 8))
+        list(sh.Completer.completions("print(len", 9))
+    sh.object_inspect_mime("print")
+    sh.input_transformer_manager.check_complete("for i in x:")
+    # Import in the snapshot what the first cell, error or %magic would.
+    warm_up()
+    sh.run_line_magic("time", "pass")
+
+
+_WARM_UP = """
+def _fib(n):
+    return n if n < 2 else _fib(n - 1) + _fib(n - 2)
+_x = [_fib(18), sorted({str(i): i for i in range(2000)}.items())[-1], f"{3.5:.2f}"]
+"""
+
+
+def warm_up() -> None:
+    """Run the interpreter's common paths once, without touching the user's
+    namespace: after a snapshot restore, V8 compiles (and optimizes) the
+    WebAssembly it runs on first use, which would otherwise land on the first
+    cell."""
+    sh = shell.current()
+    code = sh.transform_cell(_WARM_UP)
+    exec(sh.compile(code, "<warm-up>", "exec"), {})
+    sh.display_formatter.format([1, "a", 2.5])
+    try:
+        raise ValueError("warm-up")
+    except ValueError:
+        sh.InteractiveTB.structured_traceback(*sys.exc_info())
+    sh.input_transformer_manager.check_complete("x = 1")
+
+
+def attach(js_bridge: Any, options_json: str) -> str:
+    """Every boot (cold or restored): connect to the host, refresh what must
+    not be shared between snapshot restores; returns the runtime's info."""
+    options = json.loads(options_json)
+    bridge.attach(js_bridge)
+    random.seed()  # a restored snapshot would otherwise repeat the sequence
+    tempfile._name_sequence = None  # type: ignore[attr-defined]
+    os.chdir(options["cwd"])
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    streams.install()
+    import IPython
+    import pyodide
+
+    return json.dumps(
+        {
+            "python_version": sys.version.split()[0],
+            "ipython_version": IPython.__version__,
+            "pyodide_version": pyodide.__version__,
+            "implementation": f"{sys.implementation.name} (Pyodide, {sys.platform})",
+            "platform": sys.platform,
+            "cwd": os.getcwd(),
+        }
+    )
+
+
+def _input(prompt: object = "") -> str:
+    streams.flush_all()
+    return bridge.request_input(str(prompt), False)
+
+
+def _getpass(prompt: str = "Password: ", stream: Any = None) -> str:
+    streams.flush_all()
+    return bridge.request_input(prompt, True)
+
+
+def _no_input(prompt: object = "") -> str:
+    raise StdinNotImplementedError(NO_STDIN)
+
+
+def _no_getpass(prompt: str = "Password: ", stream: Any = None) -> str:
+    raise StdinNotImplementedError(NO_STDIN)
+
+
+@contextmanager
+def _stdin(allowed: bool) -> Iterator[None]:
+    saved: tuple[Callable[..., str], Callable[..., str]] = (builtins.input, getpass.getpass)
+    builtins.input = _input if allowed else _no_input
+    getpass.getpass = _getpass if allowed else _no_getpass
+    try:
+        yield
+    finally:
+        builtins.input, getpass.getpass = saved
+
+
+async def _run(sh: shell.AnodeShell, code: str, silent: bool, store_history: bool) -> Any:
+    try:
+        transformed: str = sh.transform_cell(code)
+        preprocessing_exc: Any = None
+    except Exception:
+        transformed, preprocessing_exc = code, sys.exc_info()
+    if not sh.should_run_async(
+        code, transformed_cell=transformed, preprocessing_exc_tuple=preprocessing_exc
+    ):
+        return sh.run_cell(code, store_history=store_history, silent=silent)
+    result = None
+    try:
+        result = await sh.run_cell_async(
+            code,
+            store_history=store_history,
+            silent=silent,
+            transformed_cell=transformed,
+            preprocessing_exc_tuple=preprocessing_exc,
+        )
+        return result
+    finally:
+        sh.events.trigger("post_execute")
+        if not silent:
+            sh.events.trigger("post_run_cell", result)
+
+
+async def execute(request_json: str) -> str:
+    global _task
+    req = json.loads(request_json)
+    code: str = req["code"]
+    silent = bool(req.get("silent", False))
+    store_history = bool(req.get("store_history", True)) and not silent
+    sh = shell.current()
+    sh.last_error = None
+    sh.error_in_displayhook = False
+    sh.interrupting = False
+    if not silent:
+        bridge.post({"type": "execute_input", "execution_count": sh.execution_count})
+    _task = asyncio.current_task()
+    result: Any = None
+    interrupted = False
+    try:
+        with _stdin(bool(req.get("allow_stdin", False))):
+            result = await _run(sh, code, silent, store_history)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # Interrupted outside the user's code (IPython catches it inside).
+        interrupted = True
+        sh.interrupting = True
+        sh.showtraceback()
+    finally:
+        _task = None
+        sh.interrupting = False
+        streams.flush_all()
+
+    reply: dict[str, Any] = {"execution_count": sh.execution_count - 1}
+    error = sh.last_error
+    ok = not interrupted and result is not None and result.success and not sh.error_in_displayhook
+    if ok:
+        reply["status"] = "ok"
+        reply["user_expressions"] = sh.user_expressions(req.get("user_expressions") or {})
+    else:
+        err = None if result is None else (result.error_before_exec or result.error_in_exec)
+        reply["status"] = "error"
+        reply["ename"] = error["ename"] if error else type(err).__name__
+        reply["evalue"] = error["evalue"] if error else str(err)
+        reply["traceback"] = error["traceback"] if error else []
+        reply["user_expressions"] = {}
+    assert sh.payload_manager is not None
+    reply["payload"] = sh.payload_manager.read_payload()
+    sh.payload_manager.clear_payload()
+    streams.flush_all()
+    return bridge.dumps(reply)
+
+
+def interrupt_async() -> None:
+    """The host interrupted while the cell awaits: cancel its task."""
+    sh = shell.current()
+    if _task is not None and not _task.done():
+        sh.interrupting = True
+        _task.cancel()
+
+
+def complete(request_json: str) -> str:
+    req = json.loads(request_json)
+    code: str = req["code"]
+    cursor_pos = req.get("cursor_pos")
+    if cursor_pos is None:
+        cursor_pos = len(code)
+    sh = shell.current()
+    with provisionalcompleter():
+        completions = list(rectify_completions(code, sh.Completer.completions(code, cursor_pos)))
+    if completions:
+        start, end = completions[0].start, completions[0].end
+    else:
+        start = end = cursor_pos
+    types = [
+        {
+            "start": c.start,
+            "end": c.end,
+            "text": c.text,
+            "type": c.type,
+            "signature": c.signature,
+        }
+        for c in completions
+    ]
+    return bridge.dumps(
+        {
+            "status": "ok",
+            "matches": [c.text for c in completions],
+            "cursor_start": start,
+            "cursor_end": end,
+            "metadata": {"_jupyter_types_experimental": types} if types else {},
+        }
+    )
+
+
+def inspect(request_json: str) -> str:
+    req = json.loads(request_json)
+    code: str = req["code"]
+    cursor_pos = req.get("cursor_pos")
+    if cursor_pos is None:
+        cursor_pos = len(code)
+    name = token_at_cursor(code, cursor_pos)
+    reply: dict[str, Any] = {"status": "ok", "data": {}, "metadata": {}, "found": False}
+    sh = shell.current()
+    try:
+        bundle = sh.object_inspect_mime(name, detail_level=int(req.get("detail_level", 0)))
+    except KeyError:
+        return bridge.dumps(reply)
+    bundle.pop("text/html", None)
+    reply["data"] = bundle
+    reply["found"] = True
+    return bridge.dumps(reply)
+
+
+def is_complete(request_json: str) -> str:
+    req = json.loads(request_json)
+    status, indent = shell.current().input_transformer_manager.check_complete(req["code"])
+    reply: dict[str, Any] = {"status": status}
+    if status == "incomplete":
+        reply["indent"] = " " * (indent or 0)
+    return bridge.dumps(reply)

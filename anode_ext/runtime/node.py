@@ -69,6 +69,18 @@ def unshare_available() -> bool:
     return res.returncode == 0
 
 
+def _outermost(paths: Sequence[Path]) -> list[Path]:
+    """Drop paths inside another one: Node 24 then refuses the outer one itself
+    (``--allow-fs-read=/a/b/c --allow-fs-read=/a/b`` denies ``lstat('/a/b')``),
+    which broke notebooks whose folder holds the package (a project's .venv)."""
+    resolved = sorted({Path(p).resolve() for p in paths}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for p in resolved:
+        if not any(p == k or k in p.parents for k in kept):
+            kept.append(p)
+    return kept
+
+
 def permission_flags(
     version: tuple[int, int, int], read: Sequence[Path], write: Sequence[Path]
 ) -> list[str]:
@@ -76,7 +88,10 @@ def permission_flags(
     threads allowed; no child processes, addons, WASI or inspector."""
     major = version[0]
     flags = ["--permission" if major >= 22 else "--experimental-permission", "--allow-worker"]
-    for name, paths in (("--allow-fs-read", read), ("--allow-fs-write", write)):
+    for name, paths in (
+        ("--allow-fs-read", _outermost(read)),
+        ("--allow-fs-write", _outermost(write)),
+    ):
         if not paths:
             continue
         if major >= 23:

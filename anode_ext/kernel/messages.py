@@ -1,0 +1,149 @@
+"""From the log's events to the Jupyter messages a front end expects.
+
+Pure functions, no sockets: the kernel publishes what these return, so every
+iopub message it sends is derived from an event in the log.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from ..log import catalogue as ev
+from ..log.state import ExecutionRow, State
+
+Message = tuple[str, dict[str, Any]]  # (msg_type, content)
+
+
+def iopub_for(event: ev.Event, execution_id: str, code: str) -> list[Message]:
+    """The iopub messages for one event of the log, if it concerns `execution_id`."""
+    if isinstance(event, ev.ExecutionStarted) and event.execution_id == execution_id:
+        if event.execution_count is None:
+            return []
+        return [("execute_input", {"code": code, "execution_count": event.execution_count})]
+    if isinstance(event, ev.OutputAppended) and event.execution_id == execution_id:
+        return [_output_message(msgspec.to_builtins(event.output))]
+    if isinstance(event, ev.DisplayUpdated) and event.execution_id == execution_id:
+        content = {
+            "data": event.data,
+            "metadata": event.metadata,
+            "transient": {"display_id": event.display_id},
+        }
+        return [("update_display_data", content)]
+    if isinstance(event, ev.OutputsCleared) and event.execution_id == execution_id:
+        return [("clear_output", {"wait": event.wait})]
+    return []
+
+
+def _output_message(out: dict[str, Any]) -> Message:
+    kind = out.pop("output_type")
+    if kind == "display_data":
+        out.setdefault("transient", {})
+    return kind, out
+
+
+def failure_message(reason: str) -> Message:
+    """An execution the runtime could not finish (it died, was restarted): shown as an error."""
+    ename = "RuntimeDied" if "died" in reason else "ExecutionFailed"
+    return "error", {"ename": ename, "evalue": reason, "traceback": [f"{ename}: {reason}"]}
+
+
+def reply_for(row: ExecutionRow, error: dict[str, Any] | None, count: int) -> dict[str, Any]:
+    """The `execute_reply` content for a finished execution."""
+    if row.state == "cancelled":
+        return {"status": "aborted", "execution_count": count}
+    if row.state == "failed":
+        assert error is not None
+        return {"status": "error", "execution_count": count, **error}
+    content: dict[str, Any] = {
+        "status": row.status or "error",
+        "execution_count": count,
+        "user_expressions": row.reply.get("user_expressions", {}),
+        "payload": row.reply.get("payload", []),
+    }
+    if content["status"] == "error":
+        content["ename"] = row.reply.get("ename", "")
+        content["evalue"] = row.reply.get("evalue", "")
+        content["traceback"] = (error or {}).get("traceback", [])
+    return content
+
+
+# -- history ---------------------------------------------------------------------
+
+
+def with_outputs(state: State, entries: list[tuple[int, int, str]]) -> list[Any]:
+    """`output=True` history: (session, line, (source, its result's text/plain or None))."""
+    results: dict[tuple[int, int], str] = {}
+    for row in state.t.executions.values():
+        out = state.t.outputs.get(row.id)
+        for o in out.outputs if out else []:
+            if o.get("output_type") == "execute_result" and row.execution_count is not None:
+                text = o.get("data", {}).get("text/plain")
+                results[(row.session_id or "", row.execution_count)] = text  # type: ignore[index]
+    by_number = {
+        i + 1: sid
+        for i, sid in enumerate(
+            sorted(state.t.runtimes, key=lambda s: state.t.runtimes[s].started_at)
+        )
+    }
+    return [(s, n, (src, results.get((by_number[s], n)))) for s, n, src in entries]  # type: ignore[arg-type]
+
+
+def history_entries(state: State) -> list[tuple[int, int, str]]:
+    """(session, line, source) of every stored execution, in request order.
+
+    Sessions number the runtime sessions in the order they started (from 1);
+    lines are the execution counts that session gave.
+    """
+    sessions = {
+        sid: i + 1
+        for i, sid in enumerate(
+            sorted(state.t.runtimes, key=lambda s: state.t.runtimes[s].started_at)
+        )
+    }
+    rows = sorted(state.t.executions.values(), key=lambda r: r.order)
+    return [
+        (sessions[r.session_id], r.execution_count, r.code)
+        for r in rows
+        if r.store_history
+        and not r.silent
+        and r.session_id in sessions
+        and r.execution_count is not None
+    ]
+
+
+def history(entries: list[tuple[int, int, str]], content: dict[str, Any]) -> list[Any]:
+    """Answer a `history_request` (tail, range, search) over `entries`."""
+    kind = content.get("hist_access_type", "tail")
+    n = content.get("n")
+    if kind == "tail":
+        return list(entries[-n:]) if n else list(entries)
+    if kind == "range":
+        session = int(content.get("session", 0) or 0)
+        current = max((s for s, _, _ in entries), default=0)
+        if session <= 0:
+            session = current + session
+        start, stop = int(content.get("start", 0) or 0), content.get("stop")
+        return [
+            e
+            for e in entries
+            if e[0] == session and e[1] >= start and (stop is None or e[1] < int(stop))
+        ]
+    if kind == "search":
+        pattern = content.get("pattern", "*")
+        found = [e for e in entries if fnmatch.fnmatchcase(e[2], pattern)]
+        if content.get("unique"):
+            found = _unique(found)
+        return found[-n:] if n else found
+    return []
+
+
+def _unique(entries: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    seen: dict[str, tuple[int, int, str]] = {}
+    for e in entries:
+        seen.pop(e[2], None)
+        seen[e[2]] = e
+    return list(seen.values())

@@ -24,8 +24,18 @@ _SPEC = re.compile(
     r"(?:\s*(?:===|==|!=|~=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"  # first specifier
     r"(?:\s*,\s*(?:===|==|!=|~=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+)*)?$"
 )
-_FLAGS = {"--pre": ["--pre"], "--no-deps": ["--no-deps"], "-U": [], "--upgrade": []}
+_FLAGS = {"--pre": ["--pre"], "--no-deps": ["--no-deps"], "--no-index": ["--no-index"]}
+_FLAGS |= {"-U": [], "--upgrade": []}  # a fresh download is always the newest allowed
 _QUIET = {"-q", "--quiet"}
+# Where to look, passed on to pip. A --find-links directory is read by the
+# host's pip: only its wheels can reach the sandbox, and only pure ones.
+_VALUED = {
+    "-i": "--index-url",
+    "--index-url": "--index-url",
+    "--extra-index-url": "--extra-index-url",
+    "-f": "--find-links",
+    "--find-links": "--find-links",
+}
 
 
 class PipRefused(Exception):
@@ -48,11 +58,18 @@ def parse_args(args: list[str]) -> tuple[list[str], list[str], bool]:
     specs: list[str] = []
     flags: list[str] = []
     quiet = False
-    for arg in args:
+    it = iter(args)
+    for arg in it:
+        name, eq, value = arg.partition("=")
         if arg in _QUIET:
             quiet = True
         elif arg in _FLAGS:
             flags += _FLAGS[arg]
+        elif name in _VALUED:
+            value = value if eq else next(it, "")
+            if not value:
+                raise PipRefused(f"%pip install: option {name} needs a value")
+            flags += [_VALUED[name], value]
         elif arg.startswith("-"):
             raise PipRefused(f"%pip install: option {arg} is not supported in the sandbox")
         elif _SPEC.match(arg):

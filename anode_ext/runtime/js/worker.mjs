@@ -7,7 +7,9 @@
 // what must reach a worker that is blocked in Atomics.wait (interrupt, input
 // and pip replies, output flow control).
 
+import childProcess from "node:child_process";
 import fs from "node:fs";
+import { syncBuiltinESMExports } from "node:module";
 import os from "node:os";
 import { pathToFileURL } from "node:url";
 import { parentPort, workerData } from "node:worker_threads";
@@ -59,6 +61,20 @@ process.binding = (name) => {
   return realBinding.call(process, name);
 };
 
+// Emscripten's system() (os.system, posix.system, ctypes) spawns through
+// child_process. The permission model refuses, but by throwing in the middle
+// of the wasm call, which kills the runtime: answer "command not found"
+// instead, and make every other entry point fail cleanly.
+for (const name of Object.keys(childProcess)) {
+  if (typeof childProcess[name] !== "function") continue;
+  childProcess[name] = name === "spawnSync"
+    ? () => ({ status: 127, signal: null, pid: 0, output: [], stdout: null, stderr: null })
+    : () => {
+      throw Object.assign(new Error("no child processes in the sandbox"), { code: "EACCES" });
+    };
+}
+syncBuiltinESMExports();
+
 function safeGlobals() {
   // What Python sees as the `js` module: plain language builtins only. No
   // process, require, fetch, WebSocket, timers that reach the host, or the
@@ -108,6 +124,15 @@ const tLoaded = performance.now();
 
 const FS = py.FS;
 const NODEFS = FS.filesystems.NODEFS;
+
+// Node's permission model refuses with ERR_ACCESS_DENIED, which Emscripten
+// does not know: unmapped, it becomes an undefined errno that can leave
+// Python retrying forever. Make it EACCES (and anything else unknown EIO).
+const convertNodeCode = NODEFS.convertNodeCode;
+NODEFS.convertNodeCode = (e) => {
+  if (e.code === "ERR_ACCESS_DENIED") return 2; // EACCES
+  return convertNodeCode(e) ?? 29; // EIO
+};
 
 function mount(hostPath, path) {
   FS.mkdirTree(path);

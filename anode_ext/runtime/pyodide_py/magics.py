@@ -15,7 +15,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from . import bridge
 from .streams import flush_all
 
-USAGE = "Usage: %pip install [-U] [--pre] [--no-deps] PACKAGE [PACKAGE ...]"
+USAGE = "Usage: %pip install [-U] [--pre] [--no-deps] [--no-index] [-f DIR] [-i URL] PACKAGE ..."
 
 
 def _dist_name(filename: str) -> tuple[str, str]:

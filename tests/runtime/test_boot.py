@@ -1,0 +1,66 @@
+"""Booting cold and from the snapshot, restart and close."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from anode_ext.runtime import HostDied, PyodideHost
+
+from .conftest import Boot, HostMaker, run
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_cold_boot_writes_a_snapshot(boot: Boot) -> None:
+    assert not boot.cold.from_snapshot and boot.cold.snapshot == "created"
+    assert boot.cold.python_version.startswith("3.")
+    assert boot.cold.ipython_version.startswith("9.")
+    assert boot.cold.network_isolated
+    assert list(boot.cache.glob("snapshot-*.bin"))
+
+
+async def test_snapshot_boot_is_faster_and_fresh(boot: Boot, make_host: HostMaker) -> None:
+    a, b = await make_host(), await make_host()
+    for h in (a, b):
+        assert h.info is not None and h.info.from_snapshot and h.info.snapshot == "loaded"
+        assert h.info.boot_seconds < boot.cold.boot_seconds
+    # Restored from one image, they must not share random state.
+    ra = (await run(a, "import random; random.random()")).result()
+    rb = (await run(b, "import random; random.random()")).result()
+    assert ra != rb
+    assert (await run(a, "x = 1; x")).result() == "1"
+    assert (await run(b, "'x' in dir()")).result() == "False"
+    await a.close()
+    await b.close()
+
+
+async def test_restart_gives_a_fresh_interpreter(make_host: HostMaker) -> None:
+    h = await make_host()
+    await run(h, "kept = 5")
+    old_pid = h.pid
+    info = await h.restart()
+    assert h.pid != old_pid and info.from_snapshot
+    r = await run(h, "kept")
+    assert r.reply.error is not None and r.reply.error.ename == "NameError"
+    assert r.reply.execution_count == 1
+    await h.close()
+
+
+async def test_close_leaves_no_process_and_fails_later_calls(make_host: HostMaker) -> None:
+    h = await make_host()
+    pid = h.pid
+    assert pid is not None
+    await h.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not h.alive
+    with pytest.raises(HostDied):
+        await h.execute("1")
+    await h.close()  # twice is fine
+
+
+async def test_missing_workdir_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(FileNotFoundError):
+        await PyodideHost(tmp_path / "nope").start()

@@ -1,0 +1,259 @@
+"""IPython semantics on the shared host: results, displays, errors, magics,
+streaming, input, interrupt, and the completion/inspection requests."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import pytest
+
+from anode_ext.runtime import PyodideHost
+
+from .conftest import run
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+async def test_execute_result_out_and_underscore(host: PyodideHost) -> None:
+    first = await run(host, "6 * 7")
+    n = first.reply.execution_count
+    assert first.reply.status == "ok"
+    assert first.events[0] == {"kind": "execute_input", "execution_count": n}
+    assert first.outputs("execute_result")[0]["execution_count"] == n
+    assert first.result() == "42"
+    assert (await run(host, "_ + 1")).result() == "43"
+    assert (await run(host, f"Out[{n}] * 2")).result() == "84"
+    quiet = await run(host, "1 + 1;")
+    assert quiet.outputs() == []
+
+
+async def test_silent_runs_leave_no_trace(host: PyodideHost) -> None:
+    before = (await run(host, "None")).reply.execution_count
+    silent = await run(host, "print('s'); 5", silent=True)
+    assert silent.outputs("execute_result") == []
+    assert not any(e["kind"] == "execute_input" for e in silent.events)
+    assert (await run(host, "None")).reply.execution_count == before + 1
+
+
+async def test_user_expressions(host: PyodideHost) -> None:
+    r = await run(host, "ux = 3", user_expressions={"sq": "ux ** 2"})
+    assert r.reply.user_expressions["sq"]["data"]["text/plain"] == "9"
+
+
+async def test_display_update_and_clear_output(host: PyodideHost) -> None:
+    r = await run(
+        host,
+        "from IPython.display import display, HTML, clear_output\n"
+        "h = display(HTML('<b>one</b>'), display_id=True)\n"
+        "h.update(HTML('<i>two</i>'))\n"
+        "display({'application/json': {'a': 1}}, raw=True)\n"
+        "clear_output(wait=True)\n"
+        "print('after')",
+    )
+    kinds = [e["kind"] for e in r.events]
+    assert kinds == [
+        "execute_input",
+        "output",
+        "display_update",
+        "output",
+        "clear_output",
+        "output",
+    ]
+    shown, update, raw, clear = r.events[1], r.events[2], r.events[3], r.events[4]
+    assert shown["output"]["output_type"] == "display_data"
+    assert shown["output"]["data"]["text/html"] == "<b>one</b>"
+    display_id = shown["transient"]["display_id"]
+    assert update["display_id"] == display_id
+    assert update["data"]["text/html"] == "<i>two</i>"
+    assert raw["output"]["data"] == {"application/json": {"a": 1}}
+    assert clear == {"kind": "clear_output", "wait": True}
+    assert r.text() == "after\n"
+
+
+async def test_rich_repr_in_execute_result(host: PyodideHost) -> None:
+    r = await run(
+        host,
+        "class R:\n"
+        "    def _repr_html_(self): return '<p>rich</p>'\n"
+        "    def __repr__(self): return 'R()'\n"
+        "R()",
+    )
+    data = r.outputs("execute_result")[0]["data"]
+    assert data == {"text/html": "<p>rich</p>", "text/plain": "R()"}
+
+
+async def test_error_has_an_ipython_traceback(host: PyodideHost) -> None:
+    r = await run(host, "def f():\n    return 1 / 0\nf()")
+    assert r.reply.status == "error"
+    assert r.reply.error is not None
+    assert (r.reply.error.ename, r.reply.error.evalue) == ("ZeroDivisionError", "division by zero")
+    [err] = r.outputs("error")
+    assert err["traceback"] == r.reply.error.traceback
+    text = ANSI.sub("", "\n".join(err["traceback"]))
+    assert "Traceback (most recent call last)" in text
+    assert "----> 3 f()" in text and "return 1 / 0" in text
+    syntax = await run(host, "x = (")
+    assert syntax.reply.error is not None and syntax.reply.error.ename == "SyntaxError"
+
+
+async def test_magics(host: PyodideHost) -> None:
+    t = await run(host, "%time sum(range(10))")
+    assert "Wall time" in t.text() and t.result() == "45"
+    ti = await run(host, "%timeit -n 2 -r 2 sum(range(10))")
+    assert "per loop" in ti.text()
+    wf = await run(host, "%%writefile magic.txt\nwritten by a cell\n")
+    assert "Writing magic.txt" in wf.text()
+    assert (await run(host, "open('magic.txt').read()")).result() == "'written by a cell\\n'"
+    shell = await run(host, "!ls")
+    assert shell.reply.status == "error" and "not available" in shell.reply.error.evalue  # type: ignore[union-attr]
+
+
+async def test_question_mark_gives_a_page_payload(host: PyodideHost) -> None:
+    r = await run(host, "len?")
+    assert r.reply.status == "ok"
+    [page] = r.reply.payload
+    assert page["source"] == "page"
+    assert "Return the number of items" in ANSI.sub("", page["data"]["text/plain"])
+
+
+async def test_workdir_is_the_cwd_and_writable(host: PyodideHost) -> None:
+    (host.workdir / "from_host.txt").write_text("hello from the host")
+    r = await run(
+        host,
+        "import os\n"
+        "open('from_sandbox.txt', 'w').write('hi')\n"
+        "os.getcwd(), open('from_host.txt').read()",
+    )
+    assert r.result() == "('/home/pyodide/work', 'hello from the host')"
+    assert (host.workdir / "from_sandbox.txt").read_text() == "hi"
+
+
+async def test_stdout_streams_while_the_cell_runs(host: PyodideHost) -> None:
+    r = await run(
+        host,
+        "import time, sys\n"
+        "for i in range(3):\n"
+        "    print(i)\n"
+        "    time.sleep(0.4)\n"
+        "print('err', file=sys.stderr)",
+    )
+    streams = [
+        (t, e["output"]) for t, e in zip(r.times, r.events, strict=True) if e["kind"] == "output"
+    ]
+    assert r.text() == "0\n1\n2\n" and r.text("stderr") == "err\n"
+    # The lines arrive as they are printed, not all at the end.
+    firsts = [t for t, o in streams if o["name"] == "stdout"]
+    assert len(firsts) == 3 and firsts[-1] - firsts[0] > 0.6
+
+
+async def test_busy_stream_is_flushed_without_sleep(host: PyodideHost) -> None:
+    seen: list[float] = []
+    t0 = time.monotonic()
+
+    def on(ev: dict) -> None:  # type: ignore[type-arg]
+        if ev["kind"] == "output" and "tick" in ev["output"].get("text", ""):
+            seen.append(time.monotonic() - t0)
+
+    code = "import time\nprint('tick')\nt = time.time()\nwhile time.time() - t < 1.5: pass"
+    await run(host, code, on_event=on)
+    assert seen and seen[0] < 1.2
+
+
+async def test_interrupt_busy_loop_within_a_second(host: PyodideHost) -> None:
+    started = asyncio.Event()
+
+    def on(ev: dict) -> None:  # type: ignore[type-arg]
+        if ev["kind"] == "output" and "go" in ev["output"].get("text", ""):
+            started.set()
+
+    task = asyncio.create_task(run(host, "print('go')\nwhile True: pass", on_event=on))
+    await asyncio.wait_for(started.wait(), 30)
+    await asyncio.sleep(0.2)
+    t0 = time.monotonic()
+    host.interrupt()
+    r = await asyncio.wait_for(task, 10)
+    assert time.monotonic() - t0 < 1.0
+    assert r.reply.status == "error" and r.reply.error is not None
+    assert r.reply.error.ename == "KeyboardInterrupt"
+    assert (await run(host, "'still alive'")).result() == "'still alive'"
+
+
+@pytest.mark.parametrize(
+    "code", ["import time; time.sleep(60)", "import asyncio; await asyncio.sleep(60)"]
+)
+async def test_interrupt_sleeping_cells(host: PyodideHost, code: str) -> None:
+    task = asyncio.create_task(run(host, code))
+    await asyncio.sleep(0.5)
+    t0 = time.monotonic()
+    host.interrupt()
+    r = await asyncio.wait_for(task, 10)
+    assert time.monotonic() - t0 < 1.0
+    assert r.reply.error is not None and r.reply.error.ename == "KeyboardInterrupt"
+
+
+async def test_interrupt_when_idle_is_harmless(host: PyodideHost) -> None:
+    host.interrupt()
+    await asyncio.sleep(0.2)
+    assert (await run(host, "1")).reply.status == "ok"
+
+
+async def test_input_and_getpass(host: PyodideHost) -> None:
+    asked: list[tuple[str, bool]] = []
+
+    async def on_input(prompt: str, password: bool) -> str:
+        asked.append((prompt, password))
+        return "secret" if password else "Ada"
+
+    r = await run(
+        host,
+        "import getpass\nname = input('name? ')\npw = getpass.getpass('pw: ')\nname, pw",
+        on_input=on_input,
+    )
+    assert asked == [("name? ", False), ("pw: ", True)]
+    assert r.result() == "('Ada', 'secret')"
+
+
+async def test_input_without_a_frontend_raises(host: PyodideHost) -> None:
+    r = await run(host, "input('x')")
+    assert r.reply.error is not None and r.reply.error.ename == "StdinNotImplementedError"
+
+
+async def test_interrupt_while_waiting_for_input(host: PyodideHost) -> None:
+    waiting = asyncio.Event()
+
+    async def on_input(prompt: str, password: bool) -> str:
+        waiting.set()
+        await asyncio.sleep(3600)
+        return ""
+
+    task = asyncio.create_task(run(host, "input('?')", on_input=on_input))
+    await asyncio.wait_for(waiting.wait(), 30)
+    host.interrupt()
+    r = await asyncio.wait_for(task, 10)
+    assert r.reply.error is not None and r.reply.error.ename == "KeyboardInterrupt"
+
+
+async def test_complete_inspect_is_complete(host: PyodideHost) -> None:
+    await run(host, "import os\nsome_variable = 1")
+    c = await host.complete("some_var", 8)
+    assert c["status"] == "ok" and "some_variable" in c["matches"]
+    assert (c["cursor_start"], c["cursor_end"]) == (0, 8)
+    c = await host.complete("os.pa", 5)
+    assert "os.path" in c["matches"] or "path" in c["matches"]
+    i = await host.inspect("print(", 5)
+    assert i["found"] and "print" in ANSI.sub("", i["data"]["text/plain"])
+    assert not (await host.inspect("no_such_name", 5))["found"]
+    assert await host.is_complete("for i in x:") == {"status": "incomplete", "indent": "    "}
+    assert await host.is_complete("x = 1") == {"status": "complete"}
+    assert (await host.is_complete("x = )"))["status"] == "invalid"
+
+
+async def test_requests_while_a_cell_runs_wait_their_turn(host: PyodideHost) -> None:
+    cell = asyncio.create_task(run(host, "import time; time.sleep(0.5); 'cell'"))
+    completion = asyncio.create_task(host.complete("pri", 3))
+    assert (await cell).result() == "'cell'"
+    assert "print" in (await completion)["matches"]

@@ -144,6 +144,14 @@ class AnodeKernel(Kernel):
         return self.agent.host
 
     # -- interrupt -----------------------------------------------------------------
+    def pre_handler_hook(self) -> None:
+        """Keep our SIGINT handler while a request runs (the base class would
+        raise KeyboardInterrupt in this process; the cell runs elsewhere)."""
+        signal.signal(signal.SIGINT, self._on_sigint)
+
+    def post_handler_hook(self) -> None:
+        signal.signal(signal.SIGINT, self._on_sigint)
+
     def _on_sigint(self, signum: int, frame: object) -> None:
         # Signal mode (the kernel manager's SIGINT) and message mode
         # (interrupt_request, which signals this process) both end here.

@@ -96,7 +96,7 @@ async def test_error_has_an_ipython_traceback(host: PyodideHost) -> None:
     text = ANSI.sub("", "\n".join(err["traceback"]))
     assert "Traceback (most recent call last)" in text
     assert "----> 3 f()" in text and "return 1 / 0" in text
-    syntax = await run(host, "x = (")
+    syntax = await run(host, "x = )")
     assert syntax.reply.error is not None and syntax.reply.error.ename == "SyntaxError"
 
 
@@ -191,7 +191,9 @@ async def test_interrupt_sleeping_cells(host: PyodideHost, code: str) -> None:
     t0 = time.monotonic()
     host.interrupt()
     r = await asyncio.wait_for(task, 10)
-    assert time.monotonic() - t0 < 1.0
+    # Sleeps wake at once; the rest is formatting the traceback (slow on a
+    # loaded machine), so the bound is looser than for the busy loop.
+    assert time.monotonic() - t0 < 2.0
     assert r.reply.error is not None and r.reply.error.ename == "KeyboardInterrupt"
 
 

@@ -59,13 +59,21 @@ class LocalHub:
             if not fut.done():
                 fut.set_result(None)
 
+    def push_json(self, raw: bytes, who: Identity) -> list[int]:
+        """Append a wire batch (`[{id, name, args}]`) for `who`; raises `Refused`."""
+        try:
+            return self.store.push_json(raw, who)
+        finally:
+            self.wake()
+
     async def _push(self, events: Sequence[tuple[str, Event]], who: Identity) -> list[int]:
         try:
             return self.store.append(events, who)
         finally:
             self.wake()
 
-    async def _wait(self, head: int, timeout: float | None) -> bool:
+    async def wait(self, head: int, timeout: float | None = None) -> bool:
+        """Until the head passes `head`; False on timeout."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while self.store.head <= head:
@@ -100,4 +108,4 @@ class LocalLog:
         return await self.hub._push(events, self.identity)
 
     async def wait(self, head: int, timeout: float | None = None) -> bool:
-        return await self.hub._wait(head, timeout)
+        return await self.hub.wait(head, timeout)

@@ -233,3 +233,7 @@ def _as_envelope(item: Envelope | dict[str, Any] | bytes) -> Envelope:
     if isinstance(item, bytes | str):
         return decode_envelope(item)
     return envelope_from_json(item)
+
+
+PushMessage = _Push
+PullMessage = _Pull

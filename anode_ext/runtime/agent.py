@@ -97,7 +97,8 @@ class Agent:
         self._ready.clear()
         host = self.new_host()
         self.host = host
-        self.info = await host.start()
+        # A warm host (booted ahead by a pool) is used as it is.
+        self.info = host.info if host.info is not None and host.alive else await host.start()
         sid = _new_id()
         info: dict[str, Any] = {
             "python": self.info.python_version,

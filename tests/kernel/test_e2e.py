@@ -240,3 +240,15 @@ def test_jupyter_console_session(tmp_path: Path) -> None:
         child.expect(pexpect.EOF, timeout=60)
     finally:
         child.close(force=True)
+
+
+def test_restart_gives_a_fresh_namespace_and_no_orphan(kernel) -> None:  # type: ignore[no-untyped-def]
+    km, kc = kernel
+    assert kc.execute_interactive("kept = 1", timeout=60)["content"]["status"] == "ok"
+    old = km.provisioner.process.pid  # type: ignore[union-attr]
+    nodes = _node_children(old)
+    km.restart_kernel(now=False)
+    kc.wait_for_ready(timeout=120)
+    reply = kc.execute_interactive("kept", timeout=240)
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "NameError"
+    assert nodes and not any(_alive(n) for n in nodes)

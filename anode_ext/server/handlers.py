@@ -23,6 +23,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from ..log import Identity
 from ..log.errors import Refused
 from ..log.ipynb import NotebookFormatError, export_notebook, import_events
+from ..log.state import State
 from ..log.sync import ProtocolError, PullMessage, parse_message
 from ..log.view import state_json
 from .rooms import Notebooks, Room
@@ -70,6 +71,14 @@ def _int_arg(handler: APIHandler, name: str, default: int | None) -> int | None:
     return value
 
 
+class _StateHandler(_Base, APIHandler):
+    def state_at_arg(self, notebook_id: str) -> State:
+        """The notebook's state now, or as of `?at=SEQ`."""
+        store = self.room_or_404(notebook_id).store
+        at = _int_arg(self, "at", None)
+        return store.state if at is None else store.state_at(at)
+
+
 class NotebooksHandler(_Base, APIHandler):
     @web.authenticated
     @authorized
@@ -100,23 +109,18 @@ class NotebooksHandler(_Base, APIHandler):
         self.finish({"id": room.id, "head": room.store.head})
 
 
-class NotebookHandler(_Base, APIHandler):
+class NotebookHandler(_StateHandler):
     @web.authenticated
     @authorized
     async def get(self, notebook_id: str) -> None:
-        room = self.room_or_404(notebook_id)
-        at = _int_arg(self, "at", None)
-        state = room.store.state if at is None else room.store.state_at(at)
-        self.finish(state_json(state, notebook_id))
+        self.finish(state_json(self.state_at_arg(notebook_id), notebook_id))
 
 
-class ExportHandler(_Base, APIHandler):
+class ExportHandler(_StateHandler):
     @web.authenticated
     @authorized
     async def get(self, notebook_id: str) -> None:
-        room = self.room_or_404(notebook_id)
-        at = _int_arg(self, "at", None)
-        state = room.store.state if at is None else room.store.state_at(at)
+        state = self.state_at_arg(notebook_id)
         self.set_header("Content-Type", "application/x-ipynb+json")
         self.finish(json.dumps(export_notebook(state)))
 

@@ -7,6 +7,9 @@ import pytest
 
 from anode_ext.log import Store
 
+# jp_fetch, jp_ws_fetch, jp_serverapp for tests/server (must be declared at the top).
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:

@@ -78,6 +78,16 @@ def _outermost(paths: Sequence[Path]) -> list[Path]:
     for p in resolved:
         if not any(p == k or k in p.parents for k in kept):
             kept.append(p)
+    # The same Node bug bites on string prefixes too (/x/ab beside /x/abc/d
+    # denies /x/ab); there is no flag spelling around it, so say so clearly.
+    for a in kept:
+        for b in kept:
+            if a != b and str(b).startswith(str(a)):
+                raise NodeNotFound(
+                    f"Node's permission model cannot allow both {a} and {b} (one name is a "
+                    "prefix of the other); move the notebook folder or the cache "
+                    "(XDG_CACHE_HOME) so that neither name starts with the other"
+                )
     return kept
 
 

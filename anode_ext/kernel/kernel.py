@@ -220,6 +220,12 @@ class AnodeKernel(Kernel):
             row = self.client.state.t.executions[x]
             if row.state in FINAL_STATES and cursor >= head:
                 break
+            if self._agent_task is not None and self._agent_task.done():
+                # Nobody will ever run it: say so rather than wait forever.
+                err = self._agent_task.exception() if not self._agent_task.cancelled() else None
+                content = messages.failure_message(f"the runtime stopped: {err}")[1]
+                self._publish("error", content, parent)
+                return {"status": "error", "execution_count": self.execution_count, **content}
             await self.client.wait(cursor, 1.0)
         if asking is not None:
             asking.cancel()

@@ -187,7 +187,9 @@ class _Run:
         ex = self.ex
         if ex.state == EXECUTING:
             # We held it across a lost host; it cannot be resumed.
-            await self._push([ev.ExecutionFailed(execution_id=ex.id, reason="runtime restarted")])
+            await self._push_final(
+                ev.ExecutionFailed(execution_id=ex.id, reason="runtime restarted")
+            )
             return
         pump = asyncio.create_task(self._pump())
         watch = asyncio.create_task(self._watch())
@@ -211,7 +213,7 @@ class _Run:
                 done = ev.ExecutionCompleted(
                     execution_id=ex.id, status=_status(reply.status), reply=content
                 )
-                await self._push([done])
+                await self._push_final(done)
         finally:
             watch.cancel()
             pump.cancel()
@@ -272,7 +274,11 @@ class _Run:
             while self.outbox:
                 batch, self.outbox = self.outbox[:200], self.outbox[200:]
                 if self.started and not self.dropped:
-                    await self._push(batch)
+                    try:
+                        await self._push(batch)
+                    except Refused as err:  # ended meanwhile (cancelled, failed by an admin)
+                        log.info("outputs of %s refused: %s", self.ex.id, err)
+                        self.dropped = True
             self.flushed.set()
 
     async def _drain(self) -> None:
@@ -281,6 +287,13 @@ class _Run:
 
     async def _push(self, events: list[ev.Event]) -> None:
         await self.client.push([(_new_id(), e) for e in events])
+
+    async def _push_final(self, event: ev.Event) -> None:
+        """The last word on the execution, unless someone else had it already."""
+        try:
+            await self._push([event])
+        except Refused as err:
+            log.info("execution %s ended elsewhere: %s", self.ex.id, err)
 
     # -- log -> host -------------------------------------------------------------
     async def _on_input(self, prompt: str, password: bool) -> str:

@@ -222,8 +222,9 @@ class AnodeKernel(Kernel):
                 break
             if self._agent_task is not None and self._agent_task.done():
                 # Nobody will ever run it: say so rather than wait forever.
-                err = self._agent_task.exception() if not self._agent_task.cancelled() else None
-                content = messages.failure_message(f"the runtime stopped: {err}")[1]
+                task = self._agent_task
+                why = task.exception() if not task.cancelled() else "cancelled"
+                content = messages.failure_message(f"the runtime stopped: {why}")[1]
                 self._publish("error", content, parent)
                 return {"status": "error", "execution_count": self.execution_count, **content}
             await self.client.wait(cursor, 1.0)

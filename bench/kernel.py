@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from jupyter_client.manager import KernelManager
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
@@ -63,7 +64,7 @@ def nbclient_cells(name: str, cwd: str, cells: int) -> float:
     nb = new_notebook(cells=[new_code_cell(s) for s in sources])
     client = NotebookClient(nb, kernel_name=name, timeout=120, startup_timeout=300)
     with client.setup_kernel(cwd=cwd):
-        client.kc.execute_interactive("1", timeout=300)  # boot done: time cells only
+        run_sync(client.kc.execute_interactive)("1", timeout=300)  # boot done: time cells only
         t0 = time.perf_counter()
         for index, cell in enumerate(nb.cells):
             client.execute_cell(cell, index)

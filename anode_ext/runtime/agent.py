@@ -82,10 +82,17 @@ class Agent:
             failures = 0
             try:
                 await self._work()
+                reason = "runtime stopped"
             except HostDied as err:
                 rt = self._runtime(self.session_id)
-                restart = rt is not None and rt.restart_requested
-                await self._end("restart requested" if restart else f"runtime died: {err.reason}")
+                if self._stopping:
+                    reason = "runtime stopped"
+                elif rt is not None and rt.restart_requested:
+                    reason = "restart requested"
+                else:
+                    reason = f"runtime died: {err.reason}"
+            # Also when someone else ended the session: its host must not linger.
+            await self._end(reason)
         await self._end("runtime stopped")
 
     async def stop(self) -> None:

@@ -18,6 +18,7 @@ import pytest_asyncio
 from anode_ext.log import Identity, Store
 from anode_ext.log import catalogue as ev
 from anode_ext.log.local import LocalHub, LocalLog
+from anode_ext.log.rules import ALL_RIGHTS
 from anode_ext.runtime.agent import Agent
 from anode_ext.runtime.host import PyodideHost
 from anode_ext.runtime.run import wait_final
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 class Notebook:
     def __init__(self, store: Store, agent: Agent, alice: LocalLog, bob: LocalLog) -> None:
         self.store, self.agent, self.alice, self.bob = store, agent, alice, bob
+        self.admin: LocalLog = alice
 
     async def request(self, code: str, *, by: LocalLog | None = None, **options: object) -> str:
         x = uuid.uuid4().hex
@@ -64,9 +66,11 @@ async def nb(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Notebook
     agent = Agent(runtime, lambda: PyodideHost(folder))
     task = asyncio.create_task(agent.run())
     await asyncio.wait_for(agent.ready(), 180)
-    yield Notebook(
+    nb = Notebook(
         store, agent, hub.client(Identity("alice", "a")), hub.client(Identity("bob", "b"))
     )
+    nb.admin = hub.client(Identity("root", "admin", ALL_RIGHTS))
+    yield nb
     await agent.stop()
     await asyncio.wait_for(task, 30)
     assert all(rt.state == "ended" for rt in store.state.t.runtimes.values())
@@ -185,3 +189,14 @@ async def test_restart_gives_a_clean_namespace_and_a_new_session(nb: Notebook) -
     assert row.session_id != sid
     assert row.reply.get("ename") == "NameError"
     assert nb.store.state.t.runtimes[sid].reason == "restart requested"
+
+
+async def test_a_session_ended_by_an_admin_is_replaced_and_its_host_closed(nb: Notebook) -> None:
+    await nb.run("1")
+    sid, host = nb.agent.session_id, nb.agent.host
+    assert sid is not None and host is not None
+    end = ev.RuntimeSessionEnded(session_id=sid, reason="ended by an admin")
+    await nb.admin.push([(uuid.uuid4().hex, end)])
+    x = await nb.run("'on a new session'", timeout=120)
+    assert nb.row(x).status == "ok" and nb.row(x).session_id not in (None, sid)
+    assert not host.alive

@@ -74,36 +74,35 @@ def reply_for(row: ExecutionRow, error: dict[str, Any] | None, count: int) -> di
 # -- history ---------------------------------------------------------------------
 
 
+def _session_numbers(state: State) -> dict[str, int]:
+    """Runtime sessions numbered from 1 in the order they started (history's `session`)."""
+    runtimes = state.t.runtimes
+    return {
+        sid: i + 1 for i, sid in enumerate(sorted(runtimes, key=lambda s: runtimes[s].started_at))
+    }
+
+
 def with_outputs(state: State, entries: list[tuple[int, int, str]]) -> list[Any]:
     """`output=True` history: (session, line, (source, its result's text/plain or None))."""
-    results: dict[tuple[int, int], str] = {}
+    sessions = _session_numbers(state)
+    results: dict[tuple[int, int], Any] = {}
     for row in state.t.executions.values():
         out = state.t.outputs.get(row.id)
-        for o in out.outputs if out else []:
-            if o.get("output_type") == "execute_result" and row.execution_count is not None:
-                text = o.get("data", {}).get("text/plain")
-                results[(row.session_id or "", row.execution_count)] = text  # type: ignore[index]
-    by_number = {
-        i + 1: sid
-        for i, sid in enumerate(
-            sorted(state.t.runtimes, key=lambda s: state.t.runtimes[s].started_at)
-        )
-    }
-    return [(s, n, (src, results.get((by_number[s], n)))) for s, n, src in entries]  # type: ignore[arg-type]
+        if row.session_id not in sessions or row.execution_count is None or out is None:
+            continue
+        for o in out.outputs:
+            if o.get("output_type") == "execute_result":
+                key = (sessions[row.session_id], row.execution_count)
+                results[key] = o.get("data", {}).get("text/plain")
+    return [(s, n, (src, results.get((s, n)))) for s, n, src in entries]
 
 
 def history_entries(state: State) -> list[tuple[int, int, str]]:
     """(session, line, source) of every stored execution, in request order.
 
-    Sessions number the runtime sessions in the order they started (from 1);
-    lines are the execution counts that session gave.
+    Lines are the execution counts that session gave.
     """
-    sessions = {
-        sid: i + 1
-        for i, sid in enumerate(
-            sorted(state.t.runtimes, key=lambda s: state.t.runtimes[s].started_at)
-        )
-    }
+    sessions = _session_numbers(state)
     rows = sorted(state.t.executions.values(), key=lambda r: r.order)
     return [
         (sessions[r.session_id], r.execution_count, r.code)

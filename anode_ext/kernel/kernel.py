@@ -16,6 +16,7 @@ import os
 import signal
 import tempfile
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from ..log import Identity, Store
 from ..log import catalogue as ev
 from ..log.errors import Refused
 from ..log.local import LocalHub, LocalLog
-from ..log.state import FINAL_STATES
+from ..log.state import FINAL_STATES, PENDING
 from ..runtime import assets
 from ..runtime.agent import Agent
 from ..runtime.host import PyodideHost
@@ -107,6 +108,10 @@ class AnodeKernel(Kernel):
             lambda: PyodideHost(workdir, node=self.node or None, network=self.network),
         )
         self._agent_task: asyncio.Task[None] | None = None
+        self._awaiting_runtime = 0  # execute requests waiting for the first boot
+        self._early_interrupt = False  # interrupted during that wait
+        self._current: str | None = None  # the execution a shell request waits for
+        self._background: set[asyncio.Future[None]] = set()
         # Warm start: kernel_info is answered at once, Pyodide boots meanwhile.
         self.io_loop.add_callback(self._start_agent)
         signal.signal(signal.SIGINT, self._on_sigint)
@@ -156,14 +161,37 @@ class AnodeKernel(Kernel):
         # Signal mode (the kernel manager's SIGINT) and message mode
         # (interrupt_request, which signals this process) both end here.
         self.io_loop.asyncio_loop.call_soon_threadsafe(  # type: ignore[attr-defined]
-            lambda: asyncio.ensure_future(self._interrupt())
+            lambda: self._spawn(self._interrupt())
         )
 
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run in the background, holding a reference until it ends."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _interrupt(self) -> None:
-        sid = self.agent.session_id
-        if sid is not None:
-            with contextlib.suppress(Refused):
-                await self.client.push([(_new_id(), ev.InterruptRequested(session_id=sid))])
+        """Interrupt the execution this kernel waits for; idle, it is a no-op
+        (as in ipykernel)."""
+        x = self._current
+        if x is None:
+            # Still booting: the cell waiting for the runtime takes the
+            # interrupt once it is queued.
+            self._early_interrupt = self._awaiting_runtime > 0
+            return
+        # An interrupt goes to the session holding the execution: wait for the
+        # claim (the host raises it when the cell starts, if it has not yet).
+        while True:
+            head = self.client.state.t.head
+            row = self.client.state.t.executions[x]
+            if row.state in FINAL_STATES:
+                return
+            if row.state != PENDING and row.session_id is not None:
+                with contextlib.suppress(Refused):
+                    interrupt = ev.InterruptRequested(session_id=row.session_id)
+                    await self.client.push([(_new_id(), interrupt)])
+                return
+            await self.client.wait(head, 1.0)
 
     # -- execute -------------------------------------------------------------------
     def _publish_execute_input(self, code: str, parent: Any, execution_count: int) -> None:
@@ -184,12 +212,15 @@ class AnodeKernel(Kernel):
             self.execution_count -= 1  # the base class counted; the runtime decides
         parent = self.get_parent("shell")  # type: ignore[no-untyped-call]
         ident = self._get_shell_context_var(self._shell_parent_ident)
+        self._awaiting_runtime += 1
         try:
             await self._runtime()
         except RuntimeError as err:
             content = messages.failure_message(str(err))[1]
             self._publish("error", content, parent)
             return {"status": "error", "execution_count": self.execution_count, **content}
+        finally:
+            self._awaiting_runtime -= 1
         x = _new_id()
         request = ev.ExecutionRequested(
             execution_id=x,
@@ -201,6 +232,26 @@ class AnodeKernel(Kernel):
             allow_stdin=allow_stdin,
         )
         (cursor,) = await self.client.push([(_new_id(), request)])
+        self._current = x
+        if self._early_interrupt:
+            self._early_interrupt = False
+            self._spawn(self._interrupt())
+        try:
+            return await self._follow(x, cursor, code, silent, store_history, parent, ident)
+        finally:
+            self._current = None
+
+    async def _follow(
+        self,
+        x: str,
+        cursor: int,
+        code: str,
+        silent: bool,
+        store_history: bool,
+        parent: Any,
+        ident: Any,
+    ) -> dict[str, Any]:
+        """Publish the execution's log events on iopub until it ends; its reply."""
         count = self.execution_count
         error: dict[str, Any] | None = None
         asking: asyncio.Task[None] | None = None

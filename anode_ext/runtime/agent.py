@@ -156,23 +156,26 @@ class Agent:
             if first is None:
                 await self.client.wait(head, self.poll)
                 continue
+            # Interrupts recorded from here on are for this execution, even
+            # those that land before the claim does.
+            interrupts = rt.interrupts
             claim = ev.ExecutionAssigned(execution_id=first, session_id=rt.session_id)
             try:
                 await self.client.push([(_new_id(), claim)])
             except Refused as err:
                 log.debug("claim of %s refused: %s", first, err)
                 continue
-            await self._execute(self.client.state.t.executions[first])
+            await self._execute(self.client.state.t.executions[first], interrupts)
 
-    async def _execute(self, ex: ExecutionRow) -> None:
-        run = _Run(self, ex)
+    async def _execute(self, ex: ExecutionRow, interrupts: int | None = None) -> None:
+        run = _Run(self, ex, interrupts)
         await run.go()
 
 
 class _Run:
     """One execution: host events become log events, log events reach the host."""
 
-    def __init__(self, agent: Agent, ex: ExecutionRow) -> None:
+    def __init__(self, agent: Agent, ex: ExecutionRow, interrupts: int | None = None) -> None:
         self.agent = agent
         self.client = agent.client
         assert agent.host is not None and agent.session_id is not None
@@ -184,7 +187,7 @@ class _Run:
         self.wake = asyncio.Event()
         self.started = ex.state == EXECUTING
         self.dropped = False  # cancelled or failed by someone else before it started
-        self.interrupts = self._rt().interrupts
+        self.interrupts = self._rt().interrupts if interrupts is None else interrupts
         self.answer: asyncio.Future[str] | None = None
 
     def _rt(self) -> RuntimeRow:
@@ -199,10 +202,13 @@ class _Run:
             )
             return
         pump = asyncio.create_task(self._pump())
-        watch = asyncio.create_task(self._watch())
+        watch: asyncio.Task[None] | None = None
         try:
             if ex.silent:
                 await self._start(None)
+            # The watcher starts once the host has the request (execute() sends
+            # it before its first await), so an early interrupt is not dropped.
+            watch = asyncio.create_task(self._watch())
             reply = await self.host.execute(
                 ex.code,
                 silent=ex.silent,
@@ -222,12 +228,13 @@ class _Run:
                 )
                 await self._push_final(done)
         finally:
-            watch.cancel()
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Refused, HostDied):
                 await pump
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+            if watch is not None:
+                watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch
 
     async def _start(self, count: int | None) -> None:
         try:

@@ -129,6 +129,23 @@ def test_interrupt_stops_a_busy_loop_within_a_second(kernel) -> None:  # type: i
     assert kc.execute_interactive("'alive'", timeout=60)["content"]["status"] == "ok"
 
 
+def test_interrupt_while_the_runtime_boots(tmp_path: Path) -> None:
+    # The cell waits for Pyodide to boot; the interrupt must reach it anyway.
+    km, kc = start_new_kernel(kernel_name=KERNEL, startup_timeout=120, cwd=str(tmp_path))
+    try:
+        msg_id = kc.execute("while True: pass")
+        time.sleep(0.2)
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=120)
+        while reply["parent_header"]["msg_id"] != msg_id:  # kernel_info replies
+            reply = kc.get_shell_msg(timeout=120)
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        assert kc.execute_interactive("'alive'", timeout=60)["content"]["status"] == "ok"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
 def test_stdin_input_and_getpass(kernel) -> None:  # type: ignore[no-untyped-def]
     _, kc = kernel
     prompts: list[tuple[str, bool]] = []

@@ -197,6 +197,26 @@ async def test_interrupt_sleeping_cells(host: PyodideHost, code: str) -> None:
     assert r.reply.error is not None and r.reply.error.ename == "KeyboardInterrupt"
 
 
+async def test_each_interrupt_lands_once_while_output_streams(host: PyodideHost) -> None:
+    # The 50 ms flush signal shares Pyodide's one-slot signal buffer with
+    # SIGINT: no interrupt may be lost to it, and none may be raised twice.
+    code = "import itertools\nfor i in itertools.count():\n    sum(range(500))\n    if i % 200 == 0: print(i)"
+    for round in range(8):
+        started = asyncio.Event()
+
+        def on(ev: dict, started: asyncio.Event = started) -> None:  # type: ignore[type-arg]
+            if ev["kind"] == "output":
+                started.set()
+
+        task = asyncio.create_task(run(host, code, on_event=on))
+        await asyncio.wait_for(started.wait(), 30)
+        await asyncio.sleep(0.013 * round)
+        host.interrupt()
+        r = await asyncio.wait_for(task, 10)
+        assert r.reply.error is not None and r.reply.error.ename == "KeyboardInterrupt", round
+        assert (await run(host, "'next'")).result() == "'next'", round
+
+
 async def test_interrupt_when_idle_is_harmless(host: PyodideHost) -> None:
     host.interrupt()
     await asyncio.sleep(0.2)

@@ -30,6 +30,12 @@ const REPLY_BYTES = 4 * 1024 * 1024;
 
 const interruptSab = new SharedArrayBuffer(4);
 const interruptBuf = new Int32Array(interruptSab);
+// Set with every SIGINT, cleared by Python when it takes the interrupt.
+// Pyodide reads and clears interruptBuf in two steps, so a SIGINT written
+// between them (while Python takes a flush signal) is lost; the flush handler
+// sees this flag still set and raises the KeyboardInterrupt itself.
+const wantSab = new SharedArrayBuffer(4);
+const want = new Int32Array(wantSab);
 const replySab = new SharedArrayBuffer(8 + REPLY_BYTES);
 const replyCtl = new Int32Array(replySab, 0, 2);
 const replyData = new Uint8Array(replySab, 8);
@@ -103,7 +109,7 @@ function die(code, message) {
 
 function startWorker(mode) {
   const w = new Worker(new URL("./worker.mjs", import.meta.url), {
-    workerData: { config: { ...cfg, mode }, interruptSab, replySab, flightSab },
+    workerData: { config: { ...cfg, mode }, interruptSab, wantSab, replySab, flightSab },
     resourceLimits: { maxOldGenerationSizeMb: cfg.jsHeapMb },
     stdout: true,
     stderr: true,
@@ -190,6 +196,7 @@ function raiseInterrupt() {
   // The flush signal shares the buffer: hold it off so Python cannot read a
   // flush and clear the buffer just as SIGINT is written into it.
   quietUntil = performance.now() + 1000;
+  Atomics.store(want, 0, 1);
   Atomics.store(interruptBuf, 0, SIGINT);
   Atomics.notify(interruptBuf, 0);
   worker.postMessage({ type: "interrupt" });

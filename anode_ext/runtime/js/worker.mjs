@@ -16,6 +16,7 @@ import { parentPort, workerData } from "node:worker_threads";
 
 const cfg = workerData.config;
 const interruptBuf = new Int32Array(workerData.interruptSab);
+const want = new Int32Array(workerData.wantSab); // an interrupt Python has not taken yet
 const replyCtl = new Int32Array(workerData.replySab, 0, 2);
 const replyData = new Uint8Array(workerData.replySab, 8);
 const flight = new Int32Array(workerData.flightSab);
@@ -196,6 +197,10 @@ function waitReply(kind, seq) {
 
 const bridge = {
   post: postEvent,
+  takeInterrupt() {
+    // 1 if the host interrupted and Python has not raised for it yet.
+    return Atomics.exchange(want, 0, 0);
+  },
   wait(ms) {
     Atomics.wait(interruptBuf, 0, 0, Math.max(0, Math.min(ms, SLICE_MS)));
     checkInterrupt();
@@ -284,13 +289,16 @@ async function handle(msg) {
   const json = JSON.stringify(msg);
   let content;
   if (msg.type === "execute") {
+    Atomics.store(want, 0, 0);
     Atomics.store(interruptBuf, 0, 0);
+    kernel.reset_interrupt(); // before "started": the host interrupts only after it
     executing = msg.id;
     post({ type: "started", id: msg.id });
     try {
       content = JSON.parse(await kernel.execute(json));
     } finally {
       executing = null;
+      Atomics.store(want, 0, 0);
       Atomics.store(interruptBuf, 0, 0);
     }
   } else if (msg.type === "complete" || msg.type === "inspect" || msg.type === "is_complete") {
@@ -313,7 +321,8 @@ parentPort.on("message", (msg) => {
   if (msg.type === "interrupt") {
     // Only reached while Python is idle, awaiting inside an async cell: the
     // buffer still holds SIGINT, so cancel the cell's task instead.
-    if (executing !== null && Atomics.compareExchange(interruptBuf, 0, SIGINT, 0) === SIGINT) {
+    if (executing !== null && Atomics.exchange(want, 0, 0) === 1) {
+      Atomics.store(interruptBuf, 0, 0);
       kernel.interrupt_async();
     }
     return;

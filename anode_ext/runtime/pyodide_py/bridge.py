@@ -60,6 +60,11 @@ def wait(seconds: float) -> None:
     _js.wait(seconds * 1000.0)
 
 
+def take_interrupt() -> bool:
+    """Whether the host interrupted since Python last raised for it; clears it."""
+    return _js is not None and bool(_js.takeInterrupt())
+
+
 def request_input(prompt: str, password: bool) -> str:
     return str(_js.input(prompt, password))
 

@@ -22,7 +22,7 @@ from IPython.core.completer import provisionalcompleter, rectify_completions
 from IPython.core.error import StdinNotImplementedError
 from IPython.utils.tokenutil import token_at_cursor
 
-from . import bridge, shell, streams
+from . import bridge, interrupts, shell, streams
 from .magics import PipMagics
 
 NO_STDIN = "raw_input was called, but this frontend does not support input requests."
@@ -164,7 +164,7 @@ async def execute(request_json: str) -> str:
     result: Any = None
     interrupted = False
     try:
-        with _stdin(bool(req.get("allow_stdin", False))):
+        with _stdin(bool(req.get("allow_stdin", False))), interrupts.armed():
             result = await _run(sh, code, silent, store_history)
     except (KeyboardInterrupt, asyncio.CancelledError):
         # Interrupted outside the user's code (IPython catches it inside).
@@ -196,12 +196,20 @@ async def execute(request_json: str) -> str:
     return bridge.dumps(reply)
 
 
+def reset_interrupt() -> None:
+    """Before each execute request starts (called by the worker)."""
+    interrupts.reset()
+
+
 def interrupt_async() -> None:
-    """The host interrupted while the cell awaits: cancel its task."""
+    """The host interrupted while Python awaits: cancel the cell's task, or
+    hold the interrupt if the cell has not begun yet."""
     sh = shell.current()
     if _task is not None and not _task.done():
         sh.interrupting = True
         _task.cancel()
+    else:
+        interrupts.hold()
 
 
 def complete(request_json: str) -> str:

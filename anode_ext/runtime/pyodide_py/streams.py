@@ -14,7 +14,7 @@ import signal
 import time
 from typing import Any
 
-from . import bridge
+from . import bridge, interrupts
 
 FLUSH_BYTES = 16 * 1024
 FLUSH_SIGNAL = 40  # must match host.mjs
@@ -88,6 +88,7 @@ def sleep(secs: float) -> None:
 
 
 def _on_flush_signal(signum: int, frame: Any) -> None:
+    interrupts.take()  # a SIGINT may have been lost to this very signal
     flush_all()
 
 
@@ -98,3 +99,4 @@ def install() -> None:
     sys.stderr = OutStream("stderr")
     time.sleep = sleep
     signal.signal(FLUSH_SIGNAL, _on_flush_signal)
+    interrupts.install()

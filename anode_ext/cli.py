@@ -179,6 +179,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if result.failed is not None and not args.allow_errors else 0
 
 
+def cmd_runtime(args: argparse.Namespace) -> int:
+    from .runtime.remote import serve
+
+    token = args.token or os.environ.get("ANODE_TOKEN") or os.environ.get("JUPYTER_TOKEN")
+    workdir = Path(args.workdir).resolve()
+    if not workdir.is_dir():
+        raise UsageError(f"--workdir {args.workdir}: not a directory")
+    try:
+        sessions = asyncio.run(
+            serve(args.server, args.notebook, token=token, workdir=workdir, network=args.network)
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    print(f"anode runtime: {len(sessions)} session(s) served", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
 
@@ -223,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, help="seconds per cell before it is interrupted")
     s.add_argument("--allow-errors", action="store_true", help="go on after a failing cell")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("runtime", help="work a notebook's queue on a server, from here")
+    s.add_argument("--server", required=True, help="the Jupyter server's URL")
+    s.add_argument("--notebook", required=True, help="the notebook's id on that server")
+    s.add_argument("--token", help="the server's token (default: $ANODE_TOKEN, $JUPYTER_TOKEN)")
+    s.add_argument("--workdir", default=".", help="the directory the sandbox may use")
+    s.add_argument("--network", action="store_true", help="let code reach the network")
+    s.set_defaults(func=cmd_runtime)
 
     s = sub.add_parser("schema", help="the event catalogue as JSON Schema")
     s.set_defaults(func=cmd_schema)

@@ -16,3 +16,12 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s = Store.open(tmp_path / "nb.anode", create=True)
     yield s
     s.close()
+
+
+@pytest.fixture
+def jp_server_config(tmp_path):  # type: ignore[no-untyped-def]
+    """The server of pytest-jupyter's fixtures, with the extension on and no warm runtime."""
+    return {
+        "ServerApp": {"jpserver_extensions": {"anode_ext": True}},
+        "AnodeApp": {"warm_runtimes": 0, "store_dir": str(tmp_path / "stores")},
+    }

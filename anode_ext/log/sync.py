@@ -83,9 +83,11 @@ def handle_push(store: Store, msg: _Push, who: Identity) -> dict[str, Any]:
     return {"type": "push_ok", "req": msg.req, "seqs": seqs}
 
 
-def events_message(raws: Sequence[bytes]) -> bytes:
-    """`{"type": "events", "events": [...]}` from stored envelope JSON, not re-encoded."""
-    return b'{"type":"events","events":[' + b",".join(raws) + b"]}"
+def events_message(raws: Sequence[bytes], head: int) -> bytes:
+    """`{"type": "events", "head": H, "events": [...]}` from stored envelope JSON,
+    not re-encoded; `head` (the log's head when sent) tells a client when it
+    has caught up."""
+    return b'{"type":"events","head":%d,"events":[' % head + b",".join(raws) + b"]}"
 
 
 # --- the client side ------------------------------------------------------------

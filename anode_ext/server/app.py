@@ -36,6 +36,13 @@ class AnodeApp(ExtensionApp):
     runtime_idle_timeout = Float(
         600.0, config=True, help="Seconds without work before a notebook's runtime stops."
     )
+    runtime_lost_after = Float(
+        30.0,
+        config=True,
+        help="Seconds a live runtime session may go without a connection to this server "
+        "(its process gone, its network lost, its pings unanswered) before it is ended: "
+        "what it ran fails with the reason, what it queued goes to the next runtime.",
+    )
     room_idle_timeout = Float(
         300.0, config=True, help="Seconds without subscribers or work before a room closes."
     )
@@ -59,7 +66,10 @@ class AnodeApp(ExtensionApp):
             return PyodideHost(root, node=self.node or None, network=self.runtime_network)
 
         runtimes = RuntimeManager(
-            new_host, warm=self.warm_runtimes, idle_timeout=self.runtime_idle_timeout
+            new_host,
+            warm=self.warm_runtimes,
+            idle_timeout=self.runtime_idle_timeout,
+            lost_after=self.runtime_lost_after,
         )
         self.notebooks = Notebooks(store_dir, limits, runtimes)
         self.settings.update(anode_notebooks=self.notebooks, anode_max_lag=self.max_lag)

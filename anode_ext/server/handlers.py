@@ -178,6 +178,8 @@ class SyncHandler(_Base, WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     def open(self, notebook_id: str) -> None:
         super().open()
+        self.room.attach(self.who.client_id)
+        self.attached = True
 
     async def on_message(self, message: str | bytes) -> None:
         limits = self.notebooks.limits
@@ -217,6 +219,9 @@ class SyncHandler(_Base, WebSocketMixin, WebSocketHandler, JupyterHandler):
     def on_close(self) -> None:
         if getattr(self, "sub", None) is not None:
             self.room.unsubscribe(self.sub)
+        if getattr(self, "attached", False):
+            self.attached = False
+            self.room.detach(self.who.client_id)
 
 
 class _Conn:

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..log import Identity, Store
+from ..log import catalogue as ev
+from ..log.errors import Refused
 from ..log.local import LocalHub
-from ..log.rules import USER_RIGHTS
+from ..log.rules import ALL_RIGHTS, USER_RIGHTS
 from ..log.state import HELD_STATES
 from ..log.sync import events_message
 from ..log.validate import Limits
@@ -47,6 +49,7 @@ class Subscriber:
         self.max_lag = max_lag
         self._task: asyncio.Task[None] | None = None
         self._again = False
+        self._answered = False
 
     def wake(self) -> None:
         if self._task is not None and not self._task.done():
@@ -63,9 +66,12 @@ class Subscriber:
                 self.conn.close(1013, f"too far behind; reconnect and pull from {self.cursor}")
                 return
             raws = store.events_json(self.cursor, 2000)
-            if raws:
+            if raws or not self._answered:
+                # The first answer to a pull goes out even when empty: its
+                # head tells the client it is up to date.
+                self._answered = True
                 try:
-                    await self.conn.write(events_message(raws))
+                    await self.conn.write(events_message(raws, store.head))
                 except Exception:  # closed meanwhile
                     self.room.unsubscribe(self)
                     return
@@ -85,7 +91,22 @@ class Room:
         self.agent: Agent | None = None
         self.agent_task: asyncio.Task[None] | None = None
         self.last_activity = time.monotonic()
+        self.connections: dict[str, int] = {}  # client id -> open sync connections
+        self._missing: dict[str, float] = {}  # live session -> since when unconnected
+        self._admin = self.hub.client(Identity("anode-server", f"server-{notebook_id}", ALL_RIGHTS))
         self._task = asyncio.ensure_future(self._follow())
+
+    def attach(self, client_id: str) -> None:
+        self.connections[client_id] = self.connections.get(client_id, 0) + 1
+        self.last_activity = time.monotonic()
+
+    def detach(self, client_id: str) -> None:
+        left = self.connections.get(client_id, 0) - 1
+        if left > 0:
+            self.connections[client_id] = left
+        else:
+            self.connections.pop(client_id, None)
+        self.last_activity = time.monotonic()
 
     def subscribe(self, conn: Connection, after: int, max_lag: int) -> Subscriber:
         sub = Subscriber(self, conn, after, max_lag)
@@ -99,17 +120,50 @@ class Room:
         self.last_activity = time.monotonic()
 
     async def _follow(self) -> None:
-        """Fan every append out, and give queued work a runtime."""
+        """Fan every append out, end lost runtimes, give queued work a runtime."""
         head = self.store.head
-        self.runtimes.ensure(self)
+        step = min(5.0, max(0.2, self.runtimes.lost_after / 4))
         while True:
-            await self.hub.wait(head, 5.0)
+            await self._reap()
+            self.runtimes.ensure(self)
+            await self.hub.wait(head, step)
             if self.store.head != head:
                 head = self.store.head
                 self.last_activity = time.monotonic()
                 for sub in list(self.subscribers):
                     sub.wake()
-            self.runtimes.ensure(self)
+
+    def _alive(self) -> set[str]:
+        """Client ids that are here now: connected, or our own runtime agent."""
+        here = set(self.connections)
+        if self.agent is not None and self.agent_task is not None and not self.agent_task.done():
+            here.add(self.agent.client.identity.client_id)
+        return here
+
+    async def _reap(self) -> None:
+        """A live session whose client has no connection for `lost_after` s is
+        over (process gone, network lost, missed pings): ending it fails what it
+        was running and gives its queue to the next runtime."""
+        now = time.monotonic()
+        here = self._alive()
+        live = {
+            rt.session_id: rt for rt in self.store.state.t.runtimes.values() if rt.state == "live"
+        }
+        for sid in list(self._missing):
+            if sid not in live or live[sid].client_id in here:
+                del self._missing[sid]
+        for sid, rt in live.items():
+            if rt.client_id in here:
+                continue
+            since = self._missing.setdefault(sid, now)
+            if now - since < self.runtimes.lost_after:
+                continue
+            lost = f"runtime lost: no connection for {self.runtimes.lost_after:g} s"
+            with contextlib.suppress(Refused):
+                await self._admin.push(
+                    [(uuid.uuid4().hex, ev.RuntimeSessionEnded(session_id=sid, reason=lost))]
+                )
+            self._missing.pop(sid, None)
 
     def has_work(self) -> bool:
         t = self.store.state.t
@@ -136,10 +190,12 @@ class RuntimeManager:
         *,
         warm: int = 1,
         idle_timeout: float = 600.0,
+        lost_after: float = 30.0,
     ) -> None:
         self.new_host = new_host
         self.warm = warm
         self.idle_timeout = idle_timeout
+        self.lost_after = lost_after
         self.pool: list[PyodideHost] = []
         self._filling: asyncio.Task[None] | None = None
         self._closed = False
@@ -180,6 +236,8 @@ class RuntimeManager:
             return
         if room.store.state.first_pending() is None or self._closed:
             return
+        if any(rt.state == "live" for rt in room.store.state.t.runtimes.values()):
+            return  # a runtime elsewhere (a kernel, `anode runtime`) is on it
         client = room.hub.client(
             Identity("anode-runtime", f"runtime-{uuid.uuid4().hex}", USER_RIGHTS)
         )

@@ -47,8 +47,9 @@ def test_bad_messages(raw):
 
 def test_events_message_is_valid_json(store):
     store.push([cell("a"), cell("b", position="W")], ALICE)
-    msg = json.loads(events_message(store.events_json()))
+    msg = json.loads(events_message(store.events_json(), store.head))
     assert msg["type"] == "events" and [x["seq"] for x in msg["events"]] == [1, 2]
+    assert msg["head"] == 2
 
 
 def test_replica_shows_its_own_events_then_rebases(store):

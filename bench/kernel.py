@@ -59,6 +59,23 @@ def lines(kc: Any, n: int) -> float:
     return dt
 
 
+def interrupts(km: KernelManager, kc: Any, n: int) -> list[float]:
+    """Seconds from interrupt_kernel() to the error reply of a busy loop."""
+    out = []
+    for _ in range(n):
+        msg_id = kc.execute("while True: pass")
+        time.sleep(0.5)
+        t0 = time.perf_counter()
+        km.interrupt_kernel()
+        while True:
+            reply = kc.get_shell_msg(timeout=60)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        out.append(time.perf_counter() - t0)
+        assert reply["content"]["ename"] == "KeyboardInterrupt", reply["content"]
+    return out
+
+
 def nbclient_cells(name: str, cwd: str, cells: int) -> float:
     sources = [f"x{i} = sum(range({i * 100}))\nprint(x{i})" for i in range(cells)]
     nb = new_notebook(cells=[new_code_cell(s) for s in sources])
@@ -77,6 +94,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
     try:
         rt = round_trips(kc, args.round_trips)
         printed = lines(kc, args.lines)
+        stopped = interrupts(km, kc, 5)
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=False)
@@ -88,6 +106,8 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
         "round_trip_p50_ms": round(statistics.median(rt) * 1000, 2),
         "round_trip_p99_ms": round(qs[98] * 1000, 2),
         "lines_s": round(printed, 3),
+        "interrupt_median_s": round(statistics.median(stopped), 3),
+        "interrupt_max_s": round(max(stopped), 3),
         "nbclient_cells_s": round(nbc, 3),
     }
 

@@ -178,6 +178,9 @@ class SyncHandler(_Base, WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     def open(self, notebook_id: str) -> None:
         super().open()
+        # push_ok and the events that follow are small writes back to back:
+        # without this, Nagle holds the second for the client's delayed ACK (~40 ms).
+        self.set_nodelay(True)
         self.room.attach(self.who.client_id)
         self.attached = True
 

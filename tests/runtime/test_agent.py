@@ -149,7 +149,7 @@ async def test_interrupt_request_stops_a_busy_loop(nb: Notebook) -> None:
     t0 = loop.time()
     await nb.bob.push([(uuid.uuid4().hex, ev.InterruptRequested(session_id=sid))])
     assert await wait_final(nb.alice, x, 10)
-    assert loop.time() - t0 < 3
+    assert loop.time() - t0 < 10
     assert nb.row(x).reply["ename"] == "KeyboardInterrupt"
     assert nb.row(await nb.run("1")).status == "ok"  # the runtime is still usable
 

@@ -67,7 +67,8 @@ async def wait_state(
     deadline = None if timeout is None else loop.time() + timeout
     while True:
         state = client.state
-        if state.t.executions[execution_id].state in states:
+        row = state.t.executions.get(execution_id)  # another client's: may not be here yet
+        if row is not None and row.state in states:
             return True
         left = None if deadline is None else deadline - loop.time()
         if left is not None and left <= 0:

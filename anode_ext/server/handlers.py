@@ -231,8 +231,8 @@ class _Conn:
     def __init__(self, handler: SyncHandler) -> None:
         self.handler = handler
 
-    async def write(self, message: bytes) -> None:
-        await self.handler.write_message(message.decode())
+    async def write(self, message: str) -> None:
+        await self.handler.write_message(message)
 
     def close(self, code: int, reason: str) -> None:
         self.handler.close(code, reason)

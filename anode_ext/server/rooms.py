@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 class Connection(Protocol):
     """What a room needs from a subscriber's transport (a websocket)."""
 
-    def write(self, message: bytes) -> Awaitable[None]: ...
+    def write(self, message: str) -> Awaitable[None]: ...
 
     def close(self, code: int, reason: str) -> None: ...
 
@@ -65,17 +65,17 @@ class Subscriber:
                 self.room.unsubscribe(self)
                 self.conn.close(1013, f"too far behind; reconnect and pull from {self.cursor}")
                 return
-            raws = store.events_json(self.cursor, 2000)
-            if raws or not self._answered:
+            count, message = self.room.page(self.cursor)
+            if count or not self._answered:
                 # The first answer to a pull goes out even when empty: its
                 # head tells the client it is up to date.
                 self._answered = True
                 try:
-                    await self.conn.write(events_message(raws, store.head))
+                    await self.conn.write(message)
                 except Exception:  # closed meanwhile
                     self.room.unsubscribe(self)
                     return
-                self.cursor += len(raws)
+                self.cursor += count
                 continue
             if not self._again:
                 return
@@ -93,8 +93,21 @@ class Room:
         self.last_activity = time.monotonic()
         self.connections: dict[str, int] = {}  # client id -> open sync connections
         self._missing: dict[str, float] = {}  # live session -> since when unconnected
+        self._page: tuple[tuple[int, int], int, str] | None = None
         self._admin = self.hub.client(Identity("anode-server", f"server-{notebook_id}", ALL_RIGHTS))
         self._task = asyncio.ensure_future(self._follow())
+
+    def page(self, cursor: int) -> tuple[int, str]:
+        """The events after `cursor` (up to 2,000) as one message, and how many.
+        Subscribers at the same cursor (most of them, live) share one read and
+        one encoding."""
+        head = self.store.head
+        if self._page is not None and self._page[0] == (cursor, head):
+            return self._page[1], self._page[2]
+        raws = self.store.events_json(cursor, 2000)
+        message = events_message(raws, head).decode()
+        self._page = ((cursor, head), len(raws), message)
+        return len(raws), message
 
     def attach(self, client_id: str) -> None:
         self.connections[client_id] = self.connections.get(client_id, 0) + 1

@@ -28,7 +28,8 @@ from .. import __version__
 from ..log import Identity, Store
 from ..log import catalogue as ev
 from ..log.errors import Refused
-from ..log.local import LocalHub, LocalLog
+from ..log.local import LocalHub, LogClient
+from ..log.remote import RemoteLog
 from ..log.state import FINAL_STATES, PENDING
 from ..runtime import assets
 from ..runtime.agent import Agent
@@ -91,20 +92,34 @@ class AnodeKernel(Kernel):
     def start(self) -> None:
         super().start()  # type: ignore[no-untyped-call]
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        path = self.store_path or os.environ.get("ANODE_KERNEL_STORE", "")
-        if not path:
-            self._tmp = tempfile.TemporaryDirectory(prefix="anode-kernel-")
-            path = str(Path(self._tmp.name) / "kernel.anode")
-        self.store = Store.open(path, create=True)
-        self.hub = LocalHub(self.store)
-        try:
-            user = getpass.getuser()
-        except Exception:
-            user = "kernel"
-        self.client: LocalLog = self.hub.client(Identity(user, f"kernel-{_new_id()}"))
+        self.store: Store | None = None
+        self.remote: RemoteLog | None = None
         workdir = Path.cwd()
+        joined = _joined_notebook()
+        if joined is not None:
+            # Started by a server with the extension: the notebook's own log
+            # there, shared with every collaborator and the REST API.
+            url, notebook_id, credential = joined
+            self.remote = RemoteLog(
+                url, notebook_id, authorization=f"anode-kernel {credential}", keep_events=True
+            )
+            self.client: LogClient = self.remote
+            runtime_client: LogClient = self.remote
+        else:
+            path = self.store_path or os.environ.get("ANODE_KERNEL_STORE", "")
+            if not path:
+                self._tmp = tempfile.TemporaryDirectory(prefix="anode-kernel-")
+                path = str(Path(self._tmp.name) / "kernel.anode")
+            self.store = Store.open(path, create=True)
+            hub = LocalHub(self.store)
+            try:
+                user = getpass.getuser()
+            except Exception:
+                user = "kernel"
+            self.client = hub.client(Identity(user, f"kernel-{_new_id()}"))
+            runtime_client = hub.client(Identity("runtime", f"runtime-{_new_id()}"))
         self.agent = Agent(
-            self.hub.client(Identity("runtime", f"runtime-{_new_id()}")),
+            runtime_client,
             lambda: PyodideHost(workdir, node=self.node or None, network=self.network),
         )
         self._agent_task: asyncio.Task[None] | None = None
@@ -117,7 +132,12 @@ class AnodeKernel(Kernel):
         signal.signal(signal.SIGINT, self._on_sigint)
 
     def _start_agent(self) -> None:
-        self._agent_task = asyncio.ensure_future(self.agent.run())
+        self._agent_task = asyncio.ensure_future(self._serve())
+
+    async def _serve(self) -> None:
+        if self.remote is not None:
+            await self.remote.start()
+        await self.agent.run()
 
     async def do_shutdown(self, restart: bool) -> dict[str, Any]:
         # Called on the control thread; the agent and its host live on the shell loop.
@@ -132,7 +152,10 @@ class AnodeKernel(Kernel):
         if self._agent_task is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(self._agent_task, 10)
-        self.store.close()
+        if self.remote is not None:
+            await self.remote.close()
+        if self.store is not None:
+            self.store.close()
         if self._tmp is not None:
             self._tmp.cleanup()
 
@@ -222,9 +245,11 @@ class AnodeKernel(Kernel):
         finally:
             self._awaiting_runtime -= 1
         x = _new_id()
+        # JupyterLab names the cell; the log knows it if this is the notebook's own log.
+        known = cell_id if cell_id and cell_id in self.client.state.t.cells else None
         request = ev.ExecutionRequested(
             execution_id=x,
-            cell_id=None,
+            cell_id=known,
             code=code,
             silent=silent,
             store_history=store_history,
@@ -257,7 +282,7 @@ class AnodeKernel(Kernel):
         asking: asyncio.Task[None] | None = None
         while True:
             head = self.client.state.t.head
-            for env in self.store.events(cursor):
+            for env in self.client.events(cursor):
                 cursor = env.seq
                 e = env.args
                 if isinstance(e, ev.InputRequested) and e.execution_id == x:
@@ -362,3 +387,13 @@ class AnodeKernel(Kernel):
         if output:
             found = messages.with_outputs(state, found)
         return {"status": "ok", "history": found}
+
+
+def _joined_notebook() -> tuple[str, str, str] | None:
+    """(server URL, notebook id, credential) when a server with the extension started us."""
+    url = os.environ.get("ANODE_SERVER_URL")
+    notebook_id = os.environ.get("ANODE_NOTEBOOK_ID")
+    credential = os.environ.get("ANODE_KERNEL_CREDENTIAL")
+    if url and notebook_id and credential:
+        return url, notebook_id, credential
+    return None

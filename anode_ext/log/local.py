@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .catalogue import Event
+from .envelope import Envelope
 from .rules import Identity
 from .state import State
 from .store import Store
@@ -34,6 +35,10 @@ class LogClient(Protocol):
 
     async def wait(self, head: int, timeout: float | None = None) -> bool:
         """Until the log's head passes `head`; False on timeout."""
+        ...
+
+    def events(self, after: int) -> list[Envelope]:
+        """The confirmed events with `seq > after`, in order (as far as this client has them)."""
         ...
 
 
@@ -109,3 +114,6 @@ class LocalLog:
 
     async def wait(self, head: int, timeout: float | None = None) -> bool:
         return await self.hub.wait(head, timeout)
+
+    def events(self, after: int) -> list[Envelope]:
+        return list(self.hub.store.events(after))

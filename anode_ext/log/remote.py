@@ -25,6 +25,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from .catalogue import Event
+from .envelope import Envelope
 from .errors import AnodeError, Refused
 from .rules import Identity
 from .state import State
@@ -50,14 +51,17 @@ class RemoteLog:
         notebook_id: str,
         *,
         token: str | None = None,
+        authorization: str | None = None,
         client_id: str | None = None,
         connect_timeout: float = 30.0,
         answer_timeout: float = 60.0,
         ping_interval: float = 10.0,
         max_backoff: float = 5.0,
+        keep_events: bool = False,
     ) -> None:
         self.notebook_id = notebook_id
-        self.token = token
+        # A server token, or a kernel's credential from the extension.
+        self.authorization = authorization or (f"token {token}" if token else None)
         # The server decides who we are; the client id is ours to keep, so a
         # reconnect is the same client.
         self.identity = Identity("", client_id or f"remote-{uuid.uuid4().hex}")
@@ -78,6 +82,10 @@ class RemoteLog:
         self._fatal: RemoteError | None = None
         self._closing = False
         self._cookies: dict[str, str] = {}
+        # Envelopes received after `start()` caught up (for `events`), if asked.
+        self.keep_events = keep_events
+        self._kept: list[Envelope] = []
+        self._kept_from = 0
         self.reconnects = 0
 
     # -- LogClient ---------------------------------------------------------------
@@ -121,6 +129,11 @@ class RemoteLog:
                 await self._until(max(seqs))
             return seqs
 
+    def events(self, after: int) -> list[Envelope]:
+        """Received events with `seq > after` (kept from `keep_from` on: see `start`)."""
+        first = self._kept_from + 1
+        return self._kept[max(0, after + 1 - first) :]
+
     async def wait(self, head: int, timeout: float | None = None) -> bool:
         """Until the replica's head passes `head`; False on timeout."""
         loop = asyncio.get_running_loop()
@@ -158,6 +171,7 @@ class RemoteLog:
         if not self._synced.is_set():
             await self.close()
             raise RemoteError(f"could not reach {self._url} in {self.connect_timeout:.0f} s")
+        self._kept, self._kept_from = [], self.state.t.head
         return self
 
     async def close(self) -> None:
@@ -206,7 +220,7 @@ class RemoteLog:
                 log.info("connection to %s lost; reconnecting", self._url)
 
     async def _connect(self) -> WebSocketClientConnection:
-        headers = {"Authorization": f"token {self.token}"} if self.token else {}
+        headers = {"Authorization": self.authorization} if self.authorization else {}
         if self._cookies:
             # The server's login cookie: a token alone may be a new anonymous
             # user on every connection, and a session belongs to its user.
@@ -239,8 +253,12 @@ class RemoteLog:
             kind = msg.get("type")
             if kind == "events":
                 try:
-                    self._replica.receive(msg["events"])
+                    fresh = self._replica.receive(msg["events"])
+                    if self.keep_events:
+                        self._kept += fresh
                 except GapError as err:
+                    if self.keep_events:
+                        self._kept += err.fresh
                     log.warning("%s; pulling again", err)
                     conn.close()
                     return

@@ -111,7 +111,12 @@ class RefusedLocal:
 
 
 class GapError(Exception):
-    """Events arrived with a hole before them: pull again from `head`."""
+    """Events arrived with a hole before them: pull again from `head`.
+    `fresh`: the ones before the hole, folded all the same."""
+
+    def __init__(self, message: str, fresh: list[Envelope]) -> None:
+        super().__init__(message)
+        self.fresh = fresh
 
 
 @dataclass
@@ -160,23 +165,27 @@ class Replica:
         for local in self.pending:
             local.sent = False
 
-    def receive(self, envelopes: Sequence[Envelope | dict[str, Any] | bytes]) -> None:
-        """Fold server-ordered events; ours among them leave the pending list."""
+    def receive(self, envelopes: Sequence[Envelope | dict[str, Any] | bytes]) -> list[Envelope]:
+        """Fold server-ordered events; ours among them leave the pending list.
+        Returns the ones that were new."""
         batch = Batch(self.confirmed, undo=False)
         mine = set()
+        fresh: list[Envelope] = []
         for item in envelopes:
             env = _as_envelope(item)
             if env.seq <= self.head:
                 continue
             if env.seq != self.head + 1:
                 batch.commit()
-                raise GapError(f"expected seq {self.head + 1}, got {env.seq}")
+                raise GapError(f"expected seq {self.head + 1}, got {env.seq}", fresh)
             fold(batch, env)
             mine.add(env.id)
+            fresh.append(env)
         batch.commit()
         if mine:
             self.pending = [p for p in self.pending if p.id not in mine]
         self._view = None
+        return fresh
 
     def refuse(self, ids: Sequence[str], index: int, reason: str, status: int = 400) -> None:
         """A push of `ids` was refused at `index`: drop that one, the rest go again."""

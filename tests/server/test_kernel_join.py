@@ -1,0 +1,78 @@
+"""A kernel this server starts for a document works that document's log here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook
+
+from anode_ext.kernel.install import install
+
+from .test_rest import body, event, push
+
+
+async def state_of(jp_fetch: Any, nb: str) -> dict[str, Any]:
+    return dict(body(await jp_fetch("anode", "api", "notebooks", nb)))
+
+
+async def test_a_kernel_for_a_document_shares_its_queue_and_runtime(
+    jp_fetch: Any, jp_serverapp: Any, jp_root_dir: Path, tmp_path: Path
+) -> None:
+    install(user=True)  # into this test's Jupyter data dir
+    nbformat.write(
+        new_notebook(cells=[new_code_cell("6 * 7", id="c1")]), jp_root_dir / "joined.ipynb"
+    )
+    resp = await jp_fetch(
+        "api",
+        "sessions",
+        method="POST",
+        body=json.dumps(
+            {
+                "path": "joined.ipynb",
+                "name": "joined.ipynb",
+                "type": "notebook",
+                "kernel": {"name": "anode-pyodide"},
+            }
+        ),
+    )
+    kernel_id = body(resp)["kernel"]["id"]
+    km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=120)
+        reply = await kc.execute_interactive("x = 6 * 7\nprint('from the kernel')", timeout=240)
+        assert reply["content"]["status"] == "ok"
+
+        index = json.loads((tmp_path / "stores" / "paths.json").read_text())
+        nb = index["joined.ipynb"]
+        state = await state_of(jp_fetch, nb)
+        # The log was made from the file: its cell is there.
+        assert [c["id"] for c in state["cells"]] == ["c1"]
+        (ran,) = state["executions"]
+        assert ran["status"] == "ok" and ran["requested_by"] == "anode-kernel"
+        (runtime,) = state["runtimes"]
+        assert runtime["state"] == "live"
+
+        # A collaborator's request over REST runs on the kernel's runtime, in its namespace.
+        x = uuid.uuid4().hex
+        await push(
+            jp_fetch, nb, event("ExecutionRequested", execution_id=x, cell_id="c1", code="x + 1")
+        )
+        for _ in range(240):
+            state = await state_of(jp_fetch, nb)
+            row = next(e for e in state["executions"] if e["id"] == x)
+            if row["state"] in ("completed", "failed"):
+                break
+            await asyncio.sleep(0.5)
+        assert row["status"] == "ok" and row["session_id"] == runtime["session_id"]
+        cell = state["cells"][0]
+        assert cell["outputs"][0]["data"]["text/plain"] == "43"
+    finally:
+        kc.stop_channels()
+        await jp_fetch("api", "sessions", body(resp)["id"], method="DELETE")

@@ -82,6 +82,7 @@ class RemoteLog:
         self._fatal: RemoteError | None = None
         self._closing = False
         self._cookies: dict[str, str] = {}
+        self._throttle = 0.05  # seconds to wait after a rate-limit refusal (doubling)
         # Envelopes received after `start()` caught up (for `events`), if asked.
         self.keep_events = keep_events
         self._kept: list[Envelope] = []
@@ -123,7 +124,13 @@ class RemoteLog:
             finally:
                 self._answers.pop(req, None)
             if msg["type"] == "push_refused":
-                raise Refused(int(msg["index"]), str(msg["reason"]), int(msg.get("status", 400)))
+                status = int(msg.get("status", 400))
+                if status == 429:  # rate limited: nothing was appended, so try again later
+                    await asyncio.sleep(self._throttle)
+                    self._throttle = min(self._throttle * 2, self.max_backoff)
+                    continue
+                raise Refused(int(msg["index"]), str(msg["reason"]), status)
+            self._throttle = 0.05
             seqs = [int(s) for s in msg["seqs"]]
             if seqs:
                 await self._until(max(seqs))

@@ -27,6 +27,12 @@ class AnodeApp(ExtensionApp):
     max_batch_bytes = Int(16 * 1024 * 1024, config=True, help="Largest push, in bytes.")
     max_batch_events = Int(1000, config=True, help="Most events in one push.")
     max_event_bytes = Int(1024 * 1024, config=True, help="Largest single event, in bytes.")
+    max_messages_per_second = Float(
+        200.0,
+        config=True,
+        help="Messages a sync connection may send per second (bursts of twice that); "
+        "a push over the limit is refused with status 429 and appends nothing. 0: no limit.",
+    )
     max_lag = Int(
         100_000,
         config=True,
@@ -85,7 +91,10 @@ class AnodeApp(ExtensionApp):
             self.kernels = KernelJoin(self.notebooks, root, self.serverapp.connection_url)
             self.kernels.install(self.serverapp.kernel_manager)
         self.settings.update(
-            anode_notebooks=self.notebooks, anode_max_lag=self.max_lag, anode_kernels=self.kernels
+            anode_notebooks=self.notebooks,
+            anode_max_lag=self.max_lag,
+            anode_kernels=self.kernels,
+            anode_rate=self.max_messages_per_second,
         )
         self._janitor: asyncio.Task[None] | None = None
 

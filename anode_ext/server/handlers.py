@@ -9,6 +9,7 @@ client sends can change it.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -25,7 +26,7 @@ from ..log import Identity
 from ..log.errors import Refused
 from ..log.ipynb import NotebookFormatError, export_notebook, import_events
 from ..log.state import State
-from ..log.sync import ProtocolError, PullMessage, parse_message
+from ..log.sync import ProtocolError, PullMessage, PushMessage, parse_message
 from ..log.view import state_json
 from .kernels import KERNEL_USER, Grant, KernelJoin
 from .rooms import Notebooks, Room
@@ -209,8 +210,42 @@ class SyncHandler(_Base, WebSocketMixin, WebSocketHandler, JupyterHandler):
         self.room.attach(self.who.client_id)
         self.attached = True
 
+    def _over_rate(self) -> bool:
+        """A token bucket per connection: `anode_rate` a second, bursts of twice that."""
+        rate: float = self.settings.get("anode_rate", 0.0)
+        if rate <= 0:
+            return False
+        now = time.monotonic()
+        tokens, last = getattr(self, "_bucket", (2 * rate, now))
+        tokens = min(2 * rate, tokens + (now - last) * rate)
+        if tokens < 1:
+            self._bucket = (tokens, now)
+            return True
+        self._bucket = (tokens - 1, now)
+        return False
+
     async def on_message(self, message: str | bytes) -> None:
         limits = self.notebooks.limits
+        if self._over_rate():
+            rate = self.settings.get("anode_rate")
+            reason = f"rate limit: more than {rate:g} messages a second; slow down and retry"
+            try:
+                req = parse_message(message)
+            except ProtocolError:
+                req = None
+            if isinstance(req, PushMessage):
+                self._send(
+                    {
+                        "type": "push_refused",
+                        "req": req.req,
+                        "index": 0,
+                        "reason": reason,
+                        "status": 429,
+                    }
+                )
+            else:
+                self._send({"type": "error", "reason": reason})
+            return
         if len(message) > limits.max_batch_bytes + 1024:
             self._send({"type": "error", "reason": "message too large"})
             return

@@ -8,7 +8,8 @@ import uuid
 from typing import Any
 
 import pytest
-from tornado.httpclient import HTTPClientError
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
 
 from .test_rest import body, create, event, push
 
@@ -127,4 +128,28 @@ async def test_an_execution_requested_over_rest_runs_on_a_started_runtime(
     state = body(await jp_fetch("anode", "api", "notebooks", nb))
     assert state["cells"][0]["outputs"][0]["text"] == "from the runtime\n"
     assert state["executions"][0]["state"] == "completed"
+    ws.close()
+
+
+async def test_a_foreign_origin_is_refused(
+    jp_fetch: Any, jp_http_port: int, jp_base_url: str
+) -> None:
+    # Browsers authenticate with the login cookie: that is where origin matters
+    # (jupyter-server skips the check for token-authenticated requests).
+    nb = await create(jp_fetch)
+    resp = await jp_fetch("anode", "api", "notebooks")
+    cookie = "; ".join(c.split(";")[0] for c in resp.headers.get_list("Set-Cookie"))
+    assert cookie, "the server set no login cookie"
+    url = f"ws://127.0.0.1:{jp_http_port}{jp_base_url}anode/api/notebooks/{nb}/sync"
+
+    async def connect(origin: str) -> Any:
+        headers = {"Cookie": cookie, "Origin": origin}
+        return await websocket_connect(HTTPRequest(url, headers=headers))
+
+    with pytest.raises(HTTPClientError) as info:
+        await connect("http://evil.example")
+    assert info.value.code == 403
+    ws = await connect(f"http://127.0.0.1:{jp_http_port}")  # the server's own origin
+    await ws.write_message(json.dumps({"type": "pull", "after": 0}))
+    assert (await recv(ws))["type"] == "events"
     ws.close()

@@ -19,9 +19,15 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-def jp_server_config(tmp_path):  # type: ignore[no-untyped-def]
+def anode_config() -> dict[str, object]:
+    """More `AnodeApp` traits for a module's server (override it there)."""
+    return {}
+
+
+@pytest.fixture
+def jp_server_config(tmp_path, anode_config):  # type: ignore[no-untyped-def]
     """The server of pytest-jupyter's fixtures, with the extension on and no warm runtime."""
     return {
         "ServerApp": {"jpserver_extensions": {"anode_ext": True}},
-        "AnodeApp": {"warm_runtimes": 0, "store_dir": str(tmp_path / "stores")},
+        "AnodeApp": {"warm_runtimes": 0, "store_dir": str(tmp_path / "stores"), **anode_config},
     }

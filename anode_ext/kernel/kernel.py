@@ -30,10 +30,11 @@ from ..log import catalogue as ev
 from ..log.errors import Refused
 from ..log.local import LocalHub, LogClient
 from ..log.remote import RemoteLog
-from ..log.state import FINAL_STATES, PENDING
+from ..log.state import ASSIGNED, EXECUTING, FINAL_STATES
 from ..runtime import assets
 from ..runtime.agent import Agent
 from ..runtime.host import PyodideHost
+from ..runtime.run import wait_state
 from . import messages
 
 
@@ -204,17 +205,13 @@ class AnodeKernel(Kernel):
             return
         # An interrupt goes to the session holding the execution: wait for the
         # claim (the host raises it when the cell starts, if it has not yet).
-        while True:
-            head = self.client.state.t.head
-            row = self.client.state.t.executions[x]
-            if row.state in FINAL_STATES:
-                return
-            if row.state != PENDING and row.session_id is not None:
-                with contextlib.suppress(Refused):
-                    interrupt = ev.InterruptRequested(session_id=row.session_id)
-                    await self.client.push([(_new_id(), interrupt)])
-                return
-            await self.client.wait(head, 1.0)
+        await wait_state(self.client, x, {ASSIGNED, EXECUTING, *FINAL_STATES}, None)
+        row = self.client.state.t.executions[x]
+        if row.state in FINAL_STATES or row.session_id is None:
+            return
+        with contextlib.suppress(Refused):
+            interrupt = ev.InterruptRequested(session_id=row.session_id)
+            await self.client.push([(_new_id(), interrupt)])
 
     # -- execute -------------------------------------------------------------------
     def _publish_execute_input(self, code: str, parent: Any, execution_count: int) -> None:

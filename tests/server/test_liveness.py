@@ -16,15 +16,8 @@ from ..log.test_remote import cell, connect, new_notebook  # noqa: F401  (fixtur
 
 
 @pytest.fixture
-def jp_server_config(tmp_path):  # type: ignore[no-untyped-def]
-    return {
-        "ServerApp": {"jpserver_extensions": {"anode_ext": True}},
-        "AnodeApp": {
-            "warm_runtimes": 0,
-            "store_dir": str(tmp_path / "stores"),
-            "runtime_lost_after": 1.0,
-        },
-    }
+def anode_config() -> dict[str, object]:
+    return {"runtime_lost_after": 1.0}
 
 
 def _id() -> str:

@@ -16,15 +16,8 @@ from .test_ws import recv
 
 
 @pytest.fixture
-def jp_server_config(tmp_path):  # type: ignore[no-untyped-def]
-    return {
-        "ServerApp": {"jpserver_extensions": {"anode_ext": True}},
-        "AnodeApp": {
-            "warm_runtimes": 0,
-            "store_dir": str(tmp_path / "stores"),
-            "max_messages_per_second": 5.0,
-        },
-    }
+def anode_config() -> dict[str, object]:
+    return {"max_messages_per_second": 5.0}
 
 
 async def test_a_flood_is_refused_and_appends_only_what_was_accepted(

@@ -62,6 +62,9 @@ def imported(tmp_path_factory):
         ["show", "ok.anode", "--at", "x"],
         ["frobnicate"],
         ["import", "ok.ipynb", "-o", "ok.anode"],
+        ["runtime", "--notebook", "n"],
+        ["runtime", "--server", "ftp://example.org", "--notebook", "n"],
+        ["runtime", "--server", "http://127.0.0.1:9", "--notebook", "n", "--workdir", "missing"],
     ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, imported, args):

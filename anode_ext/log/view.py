@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
+
+from .catalogue import json_schema
 from .state import CellRow, State
 
 
@@ -23,72 +26,144 @@ def _saved_output(output: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in output.items() if k != "transient"}
 
 
-def state_json(state: State, notebook_id: str = "") -> dict[str, Any]:
+class CellView(msgspec.Struct):
+    id: str
+    cell_type: str
+    source: str
+    metadata: dict[str, Any]
+    execution_count: int | None
+    outputs: list[dict[str, Any]]
+    position: str
+
+
+class ExecutionView(msgspec.Struct):
+    id: str
+    cell_id: str | None
+    code: str
+    state: Literal["pending", "assigned", "executing", "completed", "cancelled", "failed"]
+    status: Literal["ok", "error", "aborted"] | None
+    reason: str | None
+    requested_by: str
+    session_id: str | None
+    execution_count: int | None
+    requested_at: int
+    started_at: int | None
+    ended_at: int | None
+
+
+class RuntimeView(msgspec.Struct):
+    session_id: str
+    state: Literal["live", "ended"]
+    user: str
+    started_at: int
+    ended_at: int | None
+    reason: str | None
+    holding: str | None
+    info: dict[str, Any]
+
+
+class InputView(msgspec.Struct):
+    execution_id: str
+    prompt: str
+    password: bool
+    state: Literal["pending", "answered", "closed", "abandoned"]
+    requested_at: int
+    replied_by: str | None
+
+
+class StateView(msgspec.Struct):
     """The State interface of DESIGN.md ("Interfaces we keep stable")."""
+
+    id: str
+    head: int
+    title: str
+    metadata: dict[str, Any]
+    cells: list[CellView]
+    executions: list[ExecutionView]
+    runtimes: list[RuntimeView]
+    input_requests: list[InputView]
+
+
+def state_view(state: State, notebook_id: str = "") -> StateView:
     t = state.t
     cells = [
-        {
-            "id": c.id,
-            "cell_type": c.cell_type,
-            "source": c.source,
-            "metadata": c.metadata,
-            "execution_count": c.execution_count if c.cell_type == "code" else None,
-            "outputs": cell_outputs(state, c),
-            "position": c.position,
-        }
+        CellView(
+            c.id,
+            c.cell_type,
+            c.source,
+            c.metadata,
+            c.execution_count if c.cell_type == "code" else None,
+            cell_outputs(state, c),
+            c.position,
+        )
         for c in state.ordered_cells()
     ]
     executions = [
-        {
-            "id": e.id,
-            "cell_id": e.cell_id,
-            "code": e.code,
-            "state": e.state,
-            "status": e.status,
-            "reason": e.reason,
-            "requested_by": e.requested_by,
-            "session_id": e.session_id,
-            "execution_count": e.execution_count,
-            "requested_at": e.requested_at,
-            "started_at": e.started_at,
-            "ended_at": e.ended_at,
-        }
+        ExecutionView(
+            e.id,
+            e.cell_id,
+            e.code,
+            e.state,  # type: ignore[arg-type]
+            e.status,  # type: ignore[arg-type]
+            e.reason,
+            e.requested_by,
+            e.session_id,
+            e.execution_count,
+            e.requested_at,
+            e.started_at,
+            e.ended_at,
+        )
         for e in sorted(t.executions.values(), key=lambda e: e.order)
     ]
     runtimes = [
-        {
-            "session_id": r.session_id,
-            "state": r.state,
-            "user": r.user,
-            "started_at": r.started_at,
-            "ended_at": r.ended_at,
-            "reason": r.reason,
-            "holding": r.holding,
-            "info": r.info,
-        }
+        RuntimeView(
+            r.session_id,
+            r.state,  # type: ignore[arg-type]
+            r.user,
+            r.started_at,
+            r.ended_at,
+            r.reason,
+            r.holding,
+            r.info,
+        )
         for r in t.runtimes.values()
     ]
     inputs = [
-        {
-            "execution_id": i.execution_id,
-            "prompt": i.prompt,
-            "password": i.password,
-            "state": i.state,
-            "requested_at": i.requested_at,
-            "replied_by": i.replied_by,
-        }
+        InputView(
+            i.execution_id,
+            i.prompt,
+            i.password,
+            i.state,  # type: ignore[arg-type]
+            i.requested_at,
+            i.replied_by,
+        )
         for i in t.inputs.values()
     ]
-    return {
-        "id": notebook_id,
-        "head": t.head,
-        "title": t.notebook.title,
-        "metadata": t.notebook.metadata,
-        "cells": cells,
-        "executions": executions,
-        "runtimes": runtimes,
-        "input_requests": inputs,
-    }
+    return StateView(
+        notebook_id,
+        t.head,
+        t.notebook.title,
+        t.notebook.metadata,
+        cells,
+        executions,
+        runtimes,
+        inputs,
+    )
+
+
+def state_json(state: State, notebook_id: str = "") -> dict[str, Any]:
+    """The state as plain JSON-ready builtins."""
+    out: dict[str, Any] = msgspec.to_builtins(state_view(state, notebook_id))
+    return out
+
+
+def schema_document() -> dict[str, Any]:
+    """The catalogue's JSON Schema plus the State view's: what TypeScript is generated from."""
+    doc = json_schema()
+    _, components = msgspec.json.schema_components([StateView], ref_template="#/$defs/{name}")
+    doc["$defs"].update(components)
+    doc["state"] = {"$ref": "#/$defs/StateView"}
+    return doc
 
 
 def to_notebook(state: State) -> dict[str, Any]:

@@ -163,6 +163,23 @@ class EventsHandler(_Base, APIHandler):
     # The base class answers errors as HTML for non-API handlers; APIHandler does JSON.
 
 
+class DocumentHandler(_Base, APIHandler):
+    """`GET /anode/api/documents?path=P`: the notebook whose log a document's
+    anode-pyodide kernels work (made from the file on first use), so the
+    labextension follows the same queue as the kernel."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        kernels: KernelJoin | None = self.settings.get("anode_kernels")
+        if kernels is None:
+            raise web.HTTPError(404, "documents are not joined (c.AnodeApp.join_kernels=False)")
+        path = kernels.document(self.get_argument("path", ""))
+        if path is None:
+            raise web.HTTPError(400, "path must be a .ipynb file under the server's root")
+        self.finish({"id": await kernels.notebook_for(path), "path": path})
+
+
 class SyncHandler(_Base, WebSocketMixin, WebSocketHandler, JupyterHandler):
     """`/anode/api/notebooks/{id}/sync`: pull (then live) and push, as DESIGN.md pins them."""
 
@@ -302,6 +319,7 @@ def handlers(base: str = "/anode/api") -> list[tuple[str, type]]:
     nb = r"/notebooks/(?P<notebook_id>[A-Za-z0-9_-]+)"
     return [
         (f"{base}/notebooks", NotebooksHandler),
+        (f"{base}/documents", DocumentHandler),
         (f"{base}{nb}", NotebookHandler),
         (f"{base}{nb}/events", EventsHandler),
         (f"{base}{nb}/export", ExportHandler),

@@ -69,11 +69,10 @@ class KernelJoin:
         """The API path of a session's document (jupyter-server passes it absolute
         or relative); None outside the root dir or not a notebook."""
         p = Path(session_name)
-        if p.is_absolute():
-            try:
-                p = p.resolve().relative_to(self.root_dir)
-            except ValueError:
-                return None
+        try:
+            p = (self.root_dir / p).resolve().relative_to(self.root_dir)
+        except ValueError:
+            return None
         return p.as_posix() if p.suffix == ".ipynb" else None
 
     async def notebook_for(self, path: str) -> str:

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_notebook
+from tornado.httpclient import HTTPClientError
 
 from anode_ext.kernel.install import install
 
@@ -73,6 +75,56 @@ async def test_a_kernel_for_a_document_shares_its_queue_and_runtime(
         assert row["status"] == "ok" and row["session_id"] == runtime["session_id"]
         cell = state["cells"][0]
         assert cell["outputs"][0]["data"]["text/plain"] == "43"
+
+        # What JupyterLab runs in a cell is recorded as that cell's source
+        # (earlier versions stay in the log), and an unknown cell is added at the end.
+        await run_in_cell(kc, "y = 6 * 8\ny", "c1")
+        await run_in_cell(kc, "z = 1", "lab-made")
+        state = await state_of(jp_fetch, nb)
+        assert [(c["id"], c["source"]) for c in state["cells"]] == [
+            ("c1", "y = 6 * 8\ny"),
+            ("lab-made", "z = 1"),
+        ]
+        assert state["cells"][0]["outputs"][0]["data"]["text/plain"] == "48"
+        events = body(await jp_fetch("anode", "api", "notebooks", nb, "events"))["events"]
+        (changed,) = [e["seq"] for e in events if e["name"] == "v1.CellSourceChanged"]
+        before = body(await jp_fetch("anode", "api", "notebooks", nb, params={"at": changed - 1}))
+        assert before["cells"][0]["source"] == "6 * 7"
+        ran = [e["cell_id"] for e in state["executions"]]
+        assert ran[-2:] == ["c1", "lab-made"]
     finally:
         kc.stop_channels()
         await jp_fetch("api", "sessions", body(resp)["id"], method="DELETE")
+
+
+async def run_in_cell(kc: Any, code: str, cell_id: str) -> None:
+    """An execute_request as JupyterLab sends it: the cell's id in the metadata."""
+    msg = kc.session.msg(
+        "execute_request",
+        {"code": code, "silent": False, "store_history": True, "allow_stdin": False},
+        metadata={"cellId": cell_id},
+    )
+    kc.shell_channel.send(msg)
+    while True:
+        reply = await kc.get_shell_msg(timeout=120)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            assert reply["content"]["status"] == "ok", reply["content"]
+            return
+
+
+async def test_documents_map_to_their_notebook(
+    jp_fetch: Any, jp_root_dir: Path, tmp_path: Path
+) -> None:
+    nbformat.write(new_notebook(cells=[new_code_cell("1", id="a")]), jp_root_dir / "doc.ipynb")
+    first = body(await jp_fetch("anode", "api", "documents", params={"path": "doc.ipynb"}))
+    again = body(await jp_fetch("anode", "api", "documents", params={"path": "./doc.ipynb"}))
+    assert first == again and first["path"] == "doc.ipynb"
+    state = await state_of(jp_fetch, first["id"])
+    assert [c["source"] for c in state["cells"]] == ["1"]
+    # A document not on disk yet gets an empty log; paths outside the root are refused.
+    fresh = body(await jp_fetch("anode", "api", "documents", params={"path": "new.ipynb"}))
+    assert fresh["id"] != first["id"]
+    for bad in ("../outside.ipynb", "/etc/passwd", "doc.txt", ""):
+        with pytest.raises(HTTPClientError) as err:
+            await jp_fetch("anode", "api", "documents", params={"path": bad})
+        assert err.value.code == 400

@@ -1,0 +1,375 @@
+/**
+ * The "Anode" sidebar: the queue, the runtimes, input requests and the
+ * timeline of the current notebook's log. Events are folded as they arrive
+ * and painted at most once per animation frame; the queue draws only the rows
+ * in view, so a long history or a fast stream never blocks the page.
+ */
+import { Widget } from '@lumino/widgets';
+
+import { IPushEvent, LogConnection, Status, newId, requestJSON } from './connection';
+import { ExecutionView, RuntimeView, StateView } from './generated/anode';
+import { QueueModel } from './model';
+
+const ROW_HEIGHT = 26;
+const OVERSCAN = 8;
+
+export class AnodePanel extends Widget {
+  constructor() {
+    super();
+    this.id = 'anode-panel';
+    this.title.label = 'Anode';
+    this.title.caption = 'Anode: execution queue, runtimes and history';
+    this.addClass('anode-panel');
+    this.node.innerHTML = `
+      <div class="anode-header">
+        <span class="anode-document">No notebook</span>
+        <span class="anode-status" data-status="closed"></span>
+      </div>
+      <div class="anode-error" hidden></div>
+      <h3>Runtimes</h3>
+      <div class="anode-runtimes"></div>
+      <div class="anode-inputs"></div>
+      <h3>Queue <span class="anode-counts"></span></h3>
+      <div class="anode-queue"><div class="anode-queue-spacer"></div></div>
+      <h3>Timeline</h3>
+      <div class="anode-timeline">
+        <input type="range" class="anode-timeline-slider" min="0" max="0" value="0" disabled />
+        <div class="anode-timeline-event"></div>
+        <button class="anode-timeline-live jp-mod-styled" hidden>Back to live</button>
+        <div class="anode-timeline-cells"></div>
+      </div>`;
+    this.queueNode = this.find('.anode-queue');
+    this.spacer = this.find('.anode-queue-spacer');
+    this.slider = this.find('.anode-timeline-slider') as HTMLInputElement;
+    this.queueNode.addEventListener('scroll', () => this.schedule());
+    this.queueNode.addEventListener('click', ev => this.onQueueClick(ev));
+    this.find('.anode-runtimes').addEventListener('click', ev => this.onRuntimeClick(ev));
+    this.find('.anode-inputs').addEventListener('submit', ev => this.onInputSubmit(ev));
+    this.slider.addEventListener('input', () => this.onSlide());
+    this.find('.anode-timeline-live').addEventListener('click', () => this.followLive());
+  }
+
+  /** Follow the log of the document at `path` (null: no notebook is current). */
+  async setDocument(path: string | null): Promise<void> {
+    if (path === this.path) {
+      return;
+    }
+    this.path = path;
+    this.conn?.dispose();
+    this.conn = null;
+    this.model = new QueueModel();
+    this.following = true;
+    this.find('.anode-document').textContent = path ?? 'No notebook';
+    this.showError('');
+    this.schedule();
+    if (path === null) {
+      return;
+    }
+    try {
+      const doc = await requestJSON<{ id: string }>(
+        `anode/api/documents?path=${encodeURIComponent(path)}`
+      );
+      if (this.path !== path) {
+        return;
+      }
+      this.node.dataset.notebookId = doc.id;
+      this.conn = new LogConnection(
+        doc.id,
+        (events, head) => {
+          for (const e of events) {
+            this.model.apply(e);
+          }
+          this.model.head = Math.max(this.model.head, head);
+          this.schedule();
+        },
+        (status, detail) => this.setStatus(status, detail)
+      );
+    } catch (err) {
+      this.showError(`Cannot follow ${path}: ${(err as Error).message}`);
+    }
+  }
+
+  protected onAfterShow(): void {
+    this.schedule();
+  }
+
+  dispose(): void {
+    this.conn?.dispose();
+    super.dispose();
+  }
+
+  // -- painting -------------------------------------------------------------
+  private schedule(): void {
+    if (this.frame === 0) {
+      this.frame = requestAnimationFrame(() => {
+        this.frame = 0;
+        this.paint();
+      });
+    }
+  }
+
+  private paint(): void {
+    if (!this.isVisible) {
+      return; // painted again when shown
+    }
+    this.paintRuntimes();
+    this.paintInputs();
+    this.paintQueue();
+    this.paintTimeline();
+  }
+
+  private paintRuntimes(): void {
+    const box = this.find('.anode-runtimes');
+    const rts = Array.from(this.model.runtimes.values()).sort(
+      (a, b) => Number(a.state !== 'live') - Number(b.state !== 'live') || b.started_at - a.started_at
+    );
+    const html = rts.slice(0, 20).map(rt => runtimeRow(rt)).join('');
+    setHTML(box, html || '<div class="anode-empty">No runtime yet</div>');
+  }
+
+  private paintInputs(): void {
+    const box = this.find('.anode-inputs');
+    const open = this.model.pendingInputs();
+    const have = new Set(Array.from(box.querySelectorAll('form')).map(f => f.dataset.executionId));
+    const want = new Set(open.map(i => i.execution_id));
+    for (const form of Array.from(box.querySelectorAll('form'))) {
+      if (!want.has(form.dataset.executionId ?? "")) {
+        form.remove(); // keep forms being typed into untouched
+      }
+    }
+    for (const req of open) {
+      if (have.has(req.execution_id)) {
+        continue;
+      }
+      const form = document.createElement('form');
+      form.className = 'anode-input';
+      form.dataset.executionId = req.execution_id;
+      form.innerHTML = `<label>${esc(req.prompt || 'input()')}</label>
+        <input name="value" type="${req.password ? 'password' : 'text'}" autocomplete="off" />
+        <button type="submit" class="jp-mod-styled">Send</button>`;
+      box.appendChild(form);
+    }
+  }
+
+  private paintQueue(): void {
+    const rows = this.model.newestFirst();
+    const counts: Record<string, number> = {};
+    for (const r of rows) {
+      counts[r.state] = (counts[r.state] ?? 0) + 1;
+    }
+    this.find('.anode-counts').textContent = Object.entries(counts)
+      .map(([k, v]) => `${v} ${k}`)
+      .join(' · ');
+    this.spacer.style.height = `${rows.length * ROW_HEIGHT}px`;
+    const top = this.queueNode.scrollTop;
+    const height = this.queueNode.clientHeight || 300;
+    const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
+    const last = Math.min(rows.length, Math.ceil((top + height) / ROW_HEIGHT) + OVERSCAN);
+    const html = rows
+      .slice(first, last)
+      .map((ex, i) => executionRow(ex, (first + i) * ROW_HEIGHT))
+      .join('');
+    setHTML(this.spacer, html);
+  }
+
+  private paintTimeline(): void {
+    const head = this.model.head;
+    this.slider.max = String(head);
+    this.slider.min = head > 0 ? '1' : '0';
+    this.slider.disabled = head === 0;
+    if (this.following) {
+      this.slider.value = String(head);
+      this.find('.anode-timeline-event').textContent = head
+        ? `Live at event ${head}`
+        : 'No events yet';
+    }
+  }
+
+  // -- the timeline ---------------------------------------------------------
+  private onSlide(): void {
+    const seq = Number(this.slider.value);
+    this.following = seq >= this.model.head;
+    this.find('.anode-timeline-live').hidden = this.following;
+    if (this.following) {
+      this.followLive();
+      return;
+    }
+    window.clearTimeout(this.slideTimer);
+    this.slideTimer = window.setTimeout(() => void this.showAt(seq), 80);
+  }
+
+  private followLive(): void {
+    this.following = true;
+    this.find('.anode-timeline-live').hidden = true;
+    setHTML(this.find('.anode-timeline-cells'), '');
+    this.node.dataset.timelineAt = '';
+    this.schedule();
+  }
+
+  private async showAt(seq: number): Promise<void> {
+    const id = this.conn?.notebookId;
+    if (!id) {
+      return;
+    }
+    const line = this.model.events[seq - 1];
+    const named = line
+      ? `#${line.seq} ${line.name.replace('v1.', '')} by ${line.user} · ${time(line.at)}` +
+        (line.summary ? ` · ${line.summary}` : '')
+      : `#${seq}`;
+    this.find('.anode-timeline-event').textContent = named;
+    try {
+      const state = await requestJSON<StateView>(`anode/api/notebooks/${id}?at=${seq}`);
+      if (this.following || Number(this.slider.value) !== seq) {
+        return;
+      }
+      this.node.dataset.timelineAt = String(seq);
+      const cells = state.cells
+        .map(
+          c => `<div class="anode-timeline-cell" data-cell-id="${esc(c.id)}">
+            <span class="anode-prompt">${c.cell_type === 'code' ? `[${c.execution_count ?? ' '}]` : c.cell_type}</span>
+            <pre class="anode-timeline-source">${esc(c.source)}</pre></div>`
+        )
+        .join('');
+      setHTML(this.find('.anode-timeline-cells'), cells || '<div class="anode-empty">No cells</div>');
+    } catch (err) {
+      this.showError(`Cannot show event ${seq}: ${(err as Error).message}`);
+    }
+  }
+
+  // -- actions: each is one event pushed to the log ---------------------------
+  private onQueueClick(ev: Event): void {
+    const button = (ev.target as HTMLElement).closest('button[data-action="cancel"]');
+    const row = button?.closest<HTMLElement>('[data-execution-id]');
+    if (row) {
+      this.send({ name: 'v1.ExecutionCancelled', args: { execution_id: row.dataset.executionId! } });
+    }
+  }
+
+  private onRuntimeClick(ev: Event): void {
+    const button = (ev.target as HTMLElement).closest<HTMLElement>('button[data-action]');
+    const row = button?.closest<HTMLElement>('[data-session-id]');
+    if (!button || !row) {
+      return;
+    }
+    const session_id = row.dataset.sessionId!;
+    if (button.dataset.action === 'interrupt') {
+      this.send({ name: 'v1.InterruptRequested', args: { session_id } });
+    } else if (button.dataset.action === 'restart') {
+      this.send({ name: 'v1.RestartRequested', args: { session_id } });
+    }
+  }
+
+  private onInputSubmit(ev: Event): void {
+    ev.preventDefault();
+    const form = ev.target as HTMLFormElement;
+    const value = (form.elements.namedItem('value') as HTMLInputElement).value;
+    const execution_id = form.dataset.executionId!;
+    form.querySelector('button')!.disabled = true;
+    this.send({ name: 'v1.InputReplied', args: { execution_id, value } });
+  }
+
+  private send(event: IPushEvent): void {
+    if (!this.conn) {
+      return;
+    }
+    this.showError('');
+    this.conn.push([event]).catch(err => this.showError(`${event.name}: ${err.message}`));
+  }
+
+  // -- small helpers ------------------------------------------------------------
+  private setStatus(status: Status, detail?: string): void {
+    const node = this.find('.anode-status');
+    node.dataset.status = status;
+    node.textContent = status;
+    if (detail) {
+      this.showError(detail);
+    }
+  }
+
+  private showError(text: string): void {
+    const node = this.find('.anode-error');
+    node.textContent = text;
+    node.hidden = !text;
+  }
+
+  private find(selector: string): HTMLElement {
+    return this.node.querySelector(selector) as HTMLElement;
+  }
+
+  private path: string | null = null;
+  private conn: LogConnection | null = null;
+  private model = new QueueModel();
+  private following = true;
+  private frame = 0;
+  private slideTimer = 0;
+  private readonly queueNode: HTMLElement;
+  private readonly spacer: HTMLElement;
+  private readonly slider: HTMLInputElement;
+}
+
+function executionRow(ex: ExecutionView, top: number): string {
+  const end = ex.ended_at ?? null;
+  const duration = ex.started_at !== null && end !== null ? `${((end - ex.started_at) / 1000).toFixed(2)} s` : '';
+  const cancel =
+    ex.state === 'pending' || ex.state === 'assigned'
+      ? '<button class="jp-mod-styled" data-action="cancel" title="Cancel this execution">Cancel</button>'
+      : '';
+  const title = [
+    ex.code,
+    `requested by ${ex.requested_by} at ${time(ex.requested_at)}`,
+    ex.started_at !== null ? `started ${time(ex.started_at)}` : '',
+    end !== null ? `ended ${time(end)}` : '',
+    ex.reason ?? ''
+  ]
+    .filter(Boolean)
+    .join('\n');
+  return `<div class="anode-row" style="top:${top}px" data-execution-id="${esc(ex.id)}"
+      data-state="${ex.state}" data-cell-id="${esc(ex.cell_id ?? '')}" title="${esc(title)}">
+    <span class="anode-state" data-state="${ex.state}">${ex.state}${ex.status && ex.status !== 'ok' ? ` (${ex.status})` : ''}</span>
+    <span class="anode-code">${esc(firstLine(ex.code))}</span>
+    <span class="anode-who">${esc(ex.requested_by)}</span>
+    <span class="anode-runtime">${esc(ex.session_id ? ex.session_id.slice(0, 6) : '')}</span>
+    <span class="anode-time">${time(ex.requested_at)}</span>
+    <span class="anode-duration">${duration}</span>
+    ${cancel}
+  </div>`;
+}
+
+function runtimeRow(rt: RuntimeView): string {
+  const live = rt.state === 'live';
+  const actions = live
+    ? `<button class="jp-mod-styled" data-action="interrupt">Interrupt</button>
+       <button class="jp-mod-styled" data-action="restart">Restart</button>`
+    : '';
+  const status = live ? (rt.holding ? 'busy' : 'idle') : 'ended';
+  const why = !live ? `<div class="anode-runtime-reason">Ended ${time(rt.ended_at ?? 0)}: ${esc(rt.reason ?? '')}</div>` : '';
+  return `<div class="anode-runtime-row" data-session-id="${esc(rt.session_id)}" data-state="${status}">
+    <span class="anode-state" data-state="${status}">${status}</span>
+    <span class="anode-runtime-id">${esc(rt.session_id.slice(0, 6))}</span>
+    <span class="anode-who">${esc(rt.user)}</span>
+    ${actions}${why}
+  </div>`;
+}
+
+function firstLine(code: string): string {
+  const line = code.split('\n', 1)[0];
+  return line.length > 60 ? `${line.slice(0, 60)}…` : line;
+}
+
+function time(ms: number): string {
+  return new Date(ms).toLocaleTimeString();
+}
+
+function esc(s: string): string {
+  return s.replace(/[&<>"']/g, c => `&#${c.charCodeAt(0)};`);
+}
+
+/** Replace children only when the markup changed (keeps hover and focus). */
+function setHTML(node: HTMLElement, html: string): void {
+  if ((node as any).__anodeHTML !== html) {
+    (node as any).__anodeHTML = html;
+    node.innerHTML = html;
+  }
+}
+
+export { newId };

@@ -21,6 +21,8 @@ export class QueueModel {
   readonly runtimes = new Map<string, RuntimeView>();
   readonly inputs = new Map<string, InputView>();
   readonly events: IEventLine[] = [];
+  /** Input requests answered since the last paint (the page may show their prompt). */
+  settled: string[] = [];
   head = 0;
 
   /** Executions newest first (what the queue list shows). */
@@ -145,6 +147,7 @@ export class QueueModel {
         if (req) {
           req.state = 'answered';
           req.replied_by = env.user;
+          this.settled.push(req.execution_id);
         }
         break;
       }
@@ -169,6 +172,7 @@ export class QueueModel {
     const req = this.inputs.get(ex.id);
     if (req?.state === 'pending') {
       req.state = 'abandoned';
+      this.settled.push(req.execution_id);
     }
     ex.state = state;
     ex.ended_at = at;

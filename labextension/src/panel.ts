@@ -14,7 +14,11 @@ const ROW_HEIGHT = 26;
 const OVERSCAN = 8;
 
 export class AnodePanel extends Widget {
-  constructor() {
+  /**
+   * @param onInputSettled called with the document's path when an input request
+   * was answered (here, by a collaborator, or by the kernel's own client) or abandoned.
+   */
+  constructor(private readonly onInputSettled: (path: string) => void = () => undefined) {
     super();
     this.id = 'anode-panel';
     this.title.label = 'Anode';
@@ -109,6 +113,10 @@ export class AnodePanel extends Widget {
   }
 
   private paint(): void {
+    if (this.model.settled.length && this.path !== null) {
+      this.model.settled = [];
+      this.onInputSettled(this.path);
+    }
     if (!this.isVisible) {
       return; // painted again when shown
     }

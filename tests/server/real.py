@@ -26,8 +26,11 @@ def free_port() -> int:
 class Server:
     """`jupyter server` on a port, root dir and store dir that survive restarts."""
 
-    def __init__(self, root: Path, *options: str, port: int | None = None) -> None:
+    def __init__(
+        self, root: Path, *options: str, port: int | None = None, app: str = "jupyter_server"
+    ) -> None:
         self.root = root
+        self.app = app
         self.port = port or free_port()
         self.options = options
         self.proc: subprocess.Popen[str] | None = None
@@ -40,7 +43,7 @@ class Server:
         cmd = [
             sys.executable,
             "-m",
-            "jupyter_server",
+            self.app,
             f"--port={self.port}",
             "--port-retries=0",
             "--no-browser",

@@ -4,9 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint typecheck pytest bench clean
+# The editable install copies the built labextension into the venv: redo it when it changes.
+LAB_SOURCES := $(shell find labextension/src labextension/style labextension/schema \
+	labextension/scripts -type f -not -path '*/generated/*' 2>/dev/null) \
+	labextension/package.json labextension/package-lock.json labextension/tsconfig.json
 
-$(STAMP): pyproject.toml
+.PHONY: demo test install lint typecheck pytest bench clean chromium
+
+$(STAMP): pyproject.toml hatch_build.py $(LAB_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -25,7 +30,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
+# Browser tests use Debian's Chromium (never a downloaded browser).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+
+pytest: $(STAMP) chromium
 	$(PY) -m pytest -q
 
 test: lint typecheck pytest

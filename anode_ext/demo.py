@@ -35,7 +35,6 @@ def serve(folder: Path, port: int) -> int:
     import subprocess
     import sys
 
-    import nbformat
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
@@ -44,13 +43,7 @@ def serve(folder: Path, port: int) -> int:
         from .kernel.install import install
 
         install(prefix=sys.prefix)
-    nb = nbformat.read(SAMPLE, as_version=4)  # type: ignore[no-untyped-call]
-    nb.metadata["kernelspec"] = {
-        "name": "anode-pyodide",
-        "display_name": "Python (Anode, Pyodide)",
-        "language": "python",
-    }
-    nbformat.write(nb, folder / "demo.ipynb")  # type: ignore[no-untyped-call]
+    write_demo_notebook(folder)
     cmd = [
         sys.executable,
         "-m",
@@ -68,3 +61,18 @@ def serve(folder: Path, port: int) -> int:
         return subprocess.call(cmd)
     except KeyboardInterrupt:
         return 0
+
+
+def write_demo_notebook(folder: str | Path) -> Path:
+    """The sample notebook set to open on anode-pyodide (`make demo`, Binder's postBuild)."""
+    import nbformat
+
+    nb = nbformat.read(SAMPLE, as_version=4)  # type: ignore[no-untyped-call]
+    nb.metadata["kernelspec"] = {
+        "name": "anode-pyodide",
+        "display_name": "Python (Anode, Pyodide)",
+        "language": "python",
+    }
+    path = Path(folder) / "demo.ipynb"
+    nbformat.write(nb, path)  # type: ignore[no-untyped-call]
+    return path

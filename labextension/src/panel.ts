@@ -10,7 +10,7 @@ import { IPushEvent, LogConnection, Status, newId, requestJSON } from './connect
 import { ExecutionView, RuntimeView, StateView } from './generated/anode';
 import { QueueModel } from './model';
 
-const ROW_HEIGHT = 26;
+const ROW_HEIGHT = 42;
 const OVERSCAN = 8;
 
 export class AnodePanel extends Widget {

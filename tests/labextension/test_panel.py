@@ -156,6 +156,39 @@ def test_the_timeline_shows_an_earlier_source(lab: Server, pages: tuple[Any, Any
     assert source.count() == 0
 
 
+def test_interrupt_and_restart_from_the_panel(lab: Server, pages: tuple[Any, Any]) -> None:
+    alice, bob = pages
+    nb = notebook_id(alice)
+    seen = len([e for e in executions(lab, nb) if e["cell_id"] == "slow"])
+    run_cell(alice, "slow")
+    slow = last_for_cell(lab, nb, "slow", seen)["id"]
+    wait_state(bob, slow, "executing")
+    busy = bob.locator("#anode-panel .anode-runtime-row[data-state='busy']")
+    busy.locator("button[data-action='interrupt']").click()
+    wait_state(bob, slow, "completed")
+    by_id = {e["id"]: e for e in executions(lab, nb)}
+    assert by_id[slow]["status"] == "error"
+    alice.wait_for_selector(".jp-OutputArea-output:has-text('KeyboardInterrupt')")
+
+    (old,) = [r["session_id"] for r in lab.state(nb)["runtimes"] if r["state"] == "live"]
+    idle = bob.locator(f"#anode-panel .anode-runtime-row[data-session-id='{old}']")
+    idle.locator("button[data-action='restart']").click()
+    ended = bob.locator(
+        f"#anode-panel .anode-runtime-row[data-session-id='{old}'][data-state='ended']"
+    )
+    ended.wait_for()
+    assert "restart requested" in ended.inner_text()
+    # The next cell runs on a fresh session, with a clean namespace.
+    seen = len([e for e in executions(lab, nb) if e["cell_id"] == "x"])
+    run_cell(alice, "x", "'x' in globals()")
+    x = last_for_cell(lab, nb, "x", seen)
+    wait_state(bob, x["id"], "completed")
+    x = next(e for e in executions(lab, nb) if e["id"] == x["id"])
+    assert x["session_id"] != old
+    cell = next(c for c in lab.state(nb)["cells"] if c["id"] == "x")
+    assert cell["outputs"][0]["data"]["text/plain"] == "False"
+
+
 def test_a_reload_shows_the_same_queue(lab: Server, pages: tuple[Any, Any]) -> None:
     _, bob = pages
     nb = notebook_id(bob)

@@ -333,13 +333,17 @@ function executionRow(ex: ExecutionView, top: number): string {
     .join('\n');
   return `<div class="anode-row" style="top:${top}px" data-execution-id="${esc(ex.id)}"
       data-state="${ex.state}" data-cell-id="${esc(ex.cell_id ?? '')}" title="${esc(title)}">
-    <span class="anode-state" data-state="${ex.state}">${ex.state}${ex.status && ex.status !== 'ok' ? ` (${ex.status})` : ''}</span>
-    <span class="anode-code">${esc(firstLine(ex.code))}</span>
-    <span class="anode-who">${esc(ex.requested_by)}</span>
-    <span class="anode-runtime">${esc(ex.session_id ? ex.session_id.slice(0, 6) : '')}</span>
-    <span class="anode-time">${time(ex.requested_at)}</span>
-    <span class="anode-duration">${duration}</span>
-    ${cancel}
+    <div class="anode-line">
+      <span class="anode-state" data-state="${ex.state}">${ex.state}${ex.status && ex.status !== 'ok' ? ` (${ex.status})` : ''}</span>
+      <span class="anode-code">${esc(firstLine(ex.code))}</span>
+    </div>
+    <div class="anode-line anode-meta">
+      <span class="anode-who">${esc(ex.requested_by)}</span>
+      <span class="anode-runtime">${esc(ex.session_id ? ex.session_id.slice(0, 6) : '')}</span>
+      <span class="anode-time">${time(ex.requested_at)}</span>
+      <span class="anode-duration">${duration}</span>
+      ${cancel}
+    </div>
   </div>`;
 }
 

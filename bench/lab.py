@@ -24,7 +24,12 @@ from nbformat.v4 import new_code_cell, new_notebook
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.labextension.conftest import CHROMIUM, SHOW_PANEL, wait_for_kernel  # noqa: E402
+from tests.labextension.conftest import (  # noqa: E402
+    CHROMIUM,
+    SHOW_PANEL,
+    lab_options,
+    wait_for_kernel,
+)
 from tests.server.real import TOKEN, Server  # noqa: E402
 
 OBSERVE = """() => {
@@ -76,7 +81,8 @@ def main() -> int:
 
     root = Path(tempfile.mkdtemp(prefix="anode-bench-lab-"))
     nbformat.write(notebook(args.cells, args.lines), root / "stream.ipynb")
-    lab = Server(root, "--LabApp.expose_app_in_browser=True", app="jupyterlab").start(180)
+    settings = Path(tempfile.mkdtemp(prefix="anode-bench-settings-"))
+    lab = Server(root, *lab_options(settings), app="jupyterlab").start(180)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

@@ -6,6 +6,17 @@
  */
 import { Envelope, ExecutionView, InputView, RuntimeView } from './generated/anode';
 
+/** Events that change none of the panel's tables (most of a streaming cell's traffic). */
+const QUIET = new Set<string>([
+  'v1.OutputAppended',
+  'v1.DisplayUpdated',
+  'v1.OutputsCleared',
+  'v1.CellSourceEdited',
+  'v1.CellSourceChanged',
+  'v1.CellMetadataSet',
+  'v1.NotebookMetadataSet'
+]);
+
 /** What the timeline names: one line per event, no args. */
 export interface IEventLine {
   seq: number;
@@ -34,8 +45,14 @@ export class QueueModel {
     return Array.from(this.inputs.values()).filter(i => i.state === 'pending');
   }
 
+  /** Bumped by every event that changes what the queue, runtimes or inputs show. */
+  version = 0;
+
   apply(env: Envelope): void {
     this.head = Math.max(this.head, env.seq);
+    if (!QUIET.has(env.name)) {
+      this.version++;
+    }
     this.events.push({
       seq: env.seq,
       name: env.name,

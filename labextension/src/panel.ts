@@ -62,6 +62,8 @@ export class AnodePanel extends Widget {
     this.conn?.dispose();
     this.conn = null;
     this.model = new QueueModel();
+    this.paintedVersion = -1;
+    this.paintedHead = -1;
     this.following = true;
     this.find('.anode-document').textContent = path ?? 'No notebook';
     this.showError('');
@@ -94,6 +96,7 @@ export class AnodePanel extends Widget {
   }
 
   protected onAfterShow(): void {
+    this.paintedVersion = -1;
     this.schedule();
   }
 
@@ -120,9 +123,14 @@ export class AnodePanel extends Widget {
     if (!this.isVisible) {
       return; // painted again when shown
     }
-    this.paintRuntimes();
-    this.paintInputs();
-    this.paintQueue();
+    const scrolled = this.queueNode.scrollTop !== this.paintedScroll;
+    if (this.model.version !== this.paintedVersion || scrolled) {
+      this.paintedVersion = this.model.version;
+      this.paintedScroll = this.queueNode.scrollTop;
+      this.paintRuntimes();
+      this.paintInputs();
+      this.paintQueue();
+    }
     this.paintTimeline();
   }
 
@@ -182,6 +190,10 @@ export class AnodePanel extends Widget {
 
   private paintTimeline(): void {
     const head = this.model.head;
+    if (head === this.paintedHead) {
+      return;
+    }
+    this.paintedHead = head;
     this.slider.max = String(head);
     this.slider.min = head > 0 ? '1' : '0';
     this.slider.disabled = head === 0;
@@ -208,6 +220,7 @@ export class AnodePanel extends Widget {
 
   private followLive(): void {
     this.following = true;
+    this.paintedHead = -1;
     this.find('.anode-timeline-live').hidden = true;
     setHTML(this.find('.anode-timeline-cells'), '');
     this.node.dataset.timelineAt = '';
@@ -309,6 +322,9 @@ export class AnodePanel extends Widget {
   private model = new QueueModel();
   private following = true;
   private frame = 0;
+  private paintedVersion = -1;
+  private paintedScroll = -1;
+  private paintedHead = -1;
   private slideTimer = 0;
   private readonly queueNode: HTMLElement;
   private readonly spacer: HTMLElement;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,13 +53,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "language": "python",
     }
     nbformat.write(nb, root / "shared.ipynb")
-    server = Server(
-        root,
-        "--LabApp.expose_app_in_browser=True",
-        "--LabApp.news_url=",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        app="jupyterlab",
-    )
+    server = Server(root, *lab_options(tmp_path_factory.mktemp("lab-settings")), app="jupyterlab")
     server.start(timeout=180)
     try:
         yield server
@@ -77,6 +72,23 @@ def browser() -> Iterator[Any]:
             yield b
         finally:
             b.close()
+
+
+def lab_options(settings: Path) -> list[str]:
+    """JupyterLab for tests: the app in `window.jupyterapp`, no autosave (two pages
+    on one file would each warn that the other changed it), no news pop-up."""
+    for plugin, values in {
+        "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
+        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false"},
+    }.items():
+        path = settings / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    return [
+        "--LabApp.expose_app_in_browser=True",
+        f"--LabApp.user_settings_dir={settings}",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
 
 
 def open_notebook(browser: Any, lab: Server, path: str = "shared.ipynb") -> Any:

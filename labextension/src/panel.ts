@@ -45,7 +45,16 @@ export class AnodePanel extends Widget {
     this.queueNode = this.find('.anode-queue');
     this.spacer = this.find('.anode-queue-spacer');
     this.slider = this.find('.anode-timeline-slider') as HTMLInputElement;
-    this.queueNode.addEventListener('scroll', () => this.schedule());
+    // Layout is read only when it changes (scroll, resize), never while painting:
+    // a read after the notebook's own DOM writes would force a synchronous layout.
+    this.queueNode.addEventListener('scroll', () => {
+      this.queueTop = this.queueNode.scrollTop;
+      this.schedule();
+    });
+    new ResizeObserver(entries => {
+      this.queueHeight = entries[0].contentRect.height || this.queueHeight;
+      this.schedule();
+    }).observe(this.queueNode);
     this.queueNode.addEventListener('click', ev => this.onQueueClick(ev));
     this.find('.anode-runtimes').addEventListener('click', ev => this.onRuntimeClick(ev));
     this.find('.anode-inputs').addEventListener('submit', ev => this.onInputSubmit(ev));
@@ -123,10 +132,10 @@ export class AnodePanel extends Widget {
     if (!this.isVisible) {
       return; // painted again when shown
     }
-    const scrolled = this.queueNode.scrollTop !== this.paintedScroll;
+    const scrolled = this.queueTop !== this.paintedScroll;
     if (this.model.version !== this.paintedVersion || scrolled) {
       this.paintedVersion = this.model.version;
-      this.paintedScroll = this.queueNode.scrollTop;
+      this.paintedScroll = this.queueTop;
       this.paintRuntimes();
       this.paintInputs();
       this.paintQueue();
@@ -177,8 +186,8 @@ export class AnodePanel extends Widget {
       .map(([k, v]) => `${v} ${k}`)
       .join(' · ');
     this.spacer.style.height = `${rows.length * ROW_HEIGHT}px`;
-    const top = this.queueNode.scrollTop;
-    const height = this.queueNode.clientHeight || 300;
+    const top = this.queueTop;
+    const height = this.queueHeight;
     const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
     const last = Math.min(rows.length, Math.ceil((top + height) / ROW_HEIGHT) + OVERSCAN);
     const html = rows
@@ -325,6 +334,8 @@ export class AnodePanel extends Widget {
   private paintedVersion = -1;
   private paintedScroll = -1;
   private paintedHead = -1;
+  private queueTop = 0;
+  private queueHeight = 400;
   private slideTimer = 0;
   private readonly queueNode: HTMLElement;
   private readonly spacer: HTMLElement;
@@ -384,8 +395,16 @@ function firstLine(code: string): string {
   return line.length > 60 ? `${line.slice(0, 60)}…` : line;
 }
 
+// One formatter: toLocaleTimeString builds a new one per call, which showed
+// as most of the queue's paint time while cells stream.
+const TIME = new Intl.DateTimeFormat(undefined, {
+  hour: '2-digit',
+  minute: '2-digit',
+  second: '2-digit'
+});
+
 function time(ms: number): string {
-  return new Date(ms).toLocaleTimeString();
+  return TIME.format(ms);
 }
 
 function esc(s: string): string {

@@ -6,7 +6,7 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { IPushEvent, LogConnection, Status, newId, requestJSON } from './connection';
+import { IPushEvent, LogConnection, Status, requestJSON } from './connection';
 import { ExecutionView, RuntimeView, StateView } from './generated/anode';
 import { QueueModel } from './model';
 
@@ -419,4 +419,3 @@ function setHTML(node: HTMLElement, html: string): void {
   }
 }
 
-export { newId };

@@ -10,6 +10,9 @@ def main() -> None:
         from .install import main as install
 
         sys.exit(install(sys.argv[2:]))
+    from . import early
+
+    early.launch()  # before the imports below: Pyodide boots meanwhile
     from ipykernel.kernelapp import IPKernelApp
 
     from .kernel import AnodeKernel

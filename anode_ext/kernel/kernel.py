@@ -36,7 +36,7 @@ from ..runtime import assets
 from ..runtime.agent import Agent
 from ..runtime.host import PyodideHost
 from ..runtime.run import wait_state
-from . import messages
+from . import early, messages
 
 
 def _python_version() -> str:
@@ -120,10 +120,15 @@ class AnodeKernel(Kernel):
                 user = "kernel"
             self.client = hub.client(Identity(user, f"kernel-{_new_id()}"))
             runtime_client = hub.client(Identity("runtime", f"runtime-{_new_id()}"))
-        self.agent = Agent(
-            runtime_client,
-            lambda: PyodideHost(workdir, node=self.node or None, network=self.network),
-        )
+
+        def new_host() -> PyodideHost:
+            host = PyodideHost(workdir, node=self.node or None, network=self.network)
+            launched = early.take()  # only the first host: spawned before our imports
+            if launched is not None:
+                host.adopt(launched)
+            return host
+
+        self.agent = Agent(runtime_client, new_host)
         self._agent_task: asyncio.Task[None] | None = None
         self._awaiting_runtime = 0  # execute requests waiting for the first boot
         self._early_interrupt = False  # interrupted during that wait

@@ -11,25 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import json
 import logging
-import os
 import shutil
 import time
-import uuid
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 from . import assets
-from .node import find_node, node_version, sandbox_command, unshare_available
+from .launch import DEFAULT_JS_HEAP_MB, MOUNT_POINT, BootOptions, Launch, plan
+from .node import find_node, node_version
 from .pip import PipHandler, PipRefused, PipRequest, default_pip_handler
 from .process import NodeProcess, Request
 from .protocol import ExecuteReply, HostDied, HostInfo, InputCallback, OutputCallback
 
 log = logging.getLogger(__name__)
 
-MOUNT_POINT = "/home/pyodide/work"
 DEFAULT_MEMORY_LIMIT_MB = 6144
 
 
@@ -50,7 +47,7 @@ class PyodideHost:
         snapshot_dir: Path | None = None,
         network: bool = False,
         memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
-        js_heap_mb: int = 1024,
+        js_heap_mb: int = DEFAULT_JS_HEAP_MB,
         use_snapshot: bool = True,
         pip_handler: PipHandler | None = default_pip_handler,
         boot_timeout: float = 120.0,
@@ -69,6 +66,7 @@ class PyodideHost:
         self.info: HostInfo | None = None
         self._node: NodeProcess | None = None
         self._pip_dir: Path | None = None
+        self._launch: Launch | None = None
 
     # ------------------------------------------------------------ state ----
 
@@ -88,63 +86,55 @@ class PyodideHost:
 
     # ---------------------------------------------------------- startup ----
 
+    def options(self) -> BootOptions:
+        return BootOptions(
+            workdir=self.workdir,
+            node=self.node,
+            cache_dir=self.cache_dir,
+            network=self.network,
+            use_snapshot=self.use_snapshot,
+            js_heap_mb=self.js_heap_mb,
+            node_args=tuple(self.node_args),
+        )
+
+    def launch(self) -> None:
+        """Spawn the Node process now, without an event loop; ``start()``
+        then takes it over."""
+        self.adopt(plan(self.options()))
+        assert self._launch is not None
+        self._launch.spawn()
+
+    def adopt(self, launch: Launch) -> bool:
+        """Take over a launch made elsewhere (the kernel's, made before its
+        imports) if it was made with this host's options; else discard it."""
+        if self._node is not None or self._launch is not None:
+            launch.discard()
+            raise RuntimeError("PyodideHost already started; use restart()")
+        if launch.options != self.options():
+            launch.discard()
+            return False
+        self._launch = launch
+        return True
+
     async def start(self) -> HostInfo:
         """Boot: from the memory snapshot if there is a valid one, else cold
         (and then write the snapshot for next time). HostDied if it fails."""
         if self._node is not None:
             raise RuntimeError("PyodideHost already started; use restart()")
-        if not self.workdir.is_dir():
-            raise FileNotFoundError(f"workdir is not a directory: {self.workdir}")
-        t0 = time.monotonic()
-        site = await asyncio.to_thread(assets.ensure_site, self.cache_dir)
-        snap_path = assets.snapshot_path(self.cache_dir)
-        status = "disabled"
-        mode = "cold"
-        if self.use_snapshot:
-            if await asyncio.to_thread(assets.snapshot_valid, snap_path):
-                mode, status = "snapshot", "loaded"
-            elif snap_path.exists():
-                assets.discard_snapshot(snap_path)
-                status = "corrupt snapshot discarded; recreated"
-            else:
-                status = "created"
-        snap_fd, snap_tmp = self._open_snapshot_tmp(snap_path, mode)
-        self._pip_dir = self.cache_dir / "pip" / uuid.uuid4().hex
-        self._pip_dir.mkdir(parents=True)
-        isolate = not self.network and unshare_available()
-        if not self.network and not isolate:
-            log.warning("unshare -rn is not available: the sandbox keeps network access")
-        config = {
-            "pyodideDir": str(assets.PYODIDE_DIR),
-            "siteDir": str(site),
-            "shellDir": str(assets.SHELL_DIR),
-            "workdir": str(self.workdir),
-            "mountPoint": MOUNT_POINT,
-            "mode": mode,
-            "snapshotPath": str(snap_path) if mode == "snapshot" else None,
-            "snapshotFd": snap_fd,
-            "network": self.network,
-            "jsHeapMb": self.js_heap_mb,
-        }
-        read = [assets.JS_DIR, assets.SHELL_DIR, site, self._pip_dir, self.workdir]
-        if mode == "snapshot":
-            read.append(snap_path)
-        cmd = sandbox_command(
-            self.node,
-            assets.HOST_SCRIPT,
-            json.dumps(config),
-            read=read,
-            write=[self.workdir],
-            isolate_network=isolate,
-            extra_args=self.node_args,
-        )
+        launch, self._launch = self._launch, None
+        if launch is None:
+            launch = await asyncio.to_thread(plan, self.options())
+        self._pip_dir = launch.pip_dir
         node = self._node = NodeProcess(self.memory_limit_mb)
+        snap_path, snap_tmp, status = launch.snap_path, launch.snap_tmp, launch.status
         try:
-            await node.spawn(cmd, str(assets.JS_DIR), [snap_fd] if snap_fd is not None else [])
-        finally:
-            if snap_fd is not None:
-                os.close(snap_fd)
-        try:
+            if launch.proc is None:
+                try:
+                    await node.spawn(launch.cmd, str(assets.JS_DIR), launch.pass_fds)
+                finally:
+                    launch.close_fds()
+            else:
+                await node.adopt(launch.proc)
             ready = await asyncio.wait_for(asyncio.shield(node.ready), self.boot_timeout)
         except BaseException as exc:
             await self.close()
@@ -168,24 +158,14 @@ class PyodideHost:
             implementation=info["implementation"],
             pyodide_version=info["pyodide_version"],
             node_version=".".join(map(str, node_version(self.node))),
-            boot_seconds=time.monotonic() - t0,
+            boot_seconds=time.monotonic() - launch.t0,
             from_snapshot=ready["mode"] == "snapshot" and not ready.get("snapshot_fallback"),
             snapshot=status,
-            network_isolated=isolate,
+            network_isolated=launch.isolate,
             workdir_mount=MOUNT_POINT,
             pid=node.pid or 0,
         )
         return self.info
-
-    def _open_snapshot_tmp(self, snap_path: Path, mode: str) -> tuple[int | None, Path | None]:
-        """A file a cold-booting Node process fills with a new snapshot: it
-        gets the open descriptor, never write access to the cache."""
-        if not self.use_snapshot or mode != "cold":
-            return None, None
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = snap_path.with_name(f".{snap_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        return fd, tmp
 
     # -------------------------------------------------------------- API ----
 
@@ -344,7 +324,10 @@ class PyodideHost:
     async def close(self) -> None:
         """Stop the Node process (politely, then by force); never leaves one."""
         node, self._node = self._node, None
+        launch, self._launch = self._launch, None
         self.info = None
+        if launch is not None:  # launched (or adopted), never started
+            await asyncio.to_thread(launch.discard)
         if node is not None:
             await node.close()
         if self._pip_dir is not None:

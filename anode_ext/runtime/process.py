@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
 import signal
+import subprocess
 import weakref
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from .protocol import HostDied
 
@@ -56,10 +58,85 @@ def rss_mb(pid: int) -> int | None:
     return None
 
 
+class _Writer(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def is_closing(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+class _Proc(Protocol):
+    """What NodeProcess uses of asyncio's Process (and of an adopted Popen)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    @property
+    def stdin(self) -> _Writer | None: ...
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+    @property
+    def stderr(self) -> asyncio.StreamReader | None: ...
+    async def wait(self) -> int: ...
+
+
+class _Adopted:
+    """A ``subprocess.Popen`` driven from the event loop like asyncio's
+    Process: its pipes become streams, its exit is seen through a pidfd."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._popen = proc
+        self.stdin: _Writer | None = None
+        self.stdout: asyncio.StreamReader | None = None
+        self.stderr: asyncio.StreamReader | None = None
+        self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        p = self._popen
+        assert p.stdin is not None and p.stdout is not None and p.stderr is not None
+        self.stdout = asyncio.StreamReader(limit=STREAM_LIMIT)
+        self.stderr = asyncio.StreamReader(limit=STREAM_LIMIT)
+        for pipe, reader in ((p.stdout, self.stdout), (p.stderr, self.stderr)):
+            await loop.connect_read_pipe(
+                functools.partial(asyncio.StreamReaderProtocol, reader), pipe
+            )
+        transport, _ = await loop.connect_write_pipe(asyncio.Protocol, p.stdin)
+        self.stdin = transport
+        try:
+            fd = os.pidfd_open(p.pid)
+        except (AttributeError, OSError):  # no pidfd: a thread waits instead
+            task = asyncio.ensure_future(asyncio.to_thread(p.wait))
+            task.add_done_callback(lambda t: self._exited(t.result()))
+            return
+
+        def on_exit() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            self._exited(p.wait())
+
+        loop.add_reader(fd, on_exit)
+
+    def _exited(self, rc: int) -> None:
+        if not self._exit.done():
+            self._exit.set_result(rc)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exit)
+
+
 class NodeProcess:
     def __init__(self, memory_limit_mb: int) -> None:
         self.memory_limit_mb = memory_limit_mb
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: _Proc | None = None
         self.ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.died: HostDied | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -92,6 +169,21 @@ class NodeProcess:
             start_new_session=True,
             limit=STREAM_LIMIT,
         )
+        self._watch()
+
+    async def adopt(self, proc: subprocess.Popen[bytes]) -> None:
+        """Take over a process spawned before the loop ran (``launch.popen``)."""
+        adopted = _Adopted(proc)
+        self.proc = adopted
+        try:
+            await adopted.connect()
+        except BaseException:
+            _kill(proc.pid)
+            raise
+        self._watch()
+
+    def _watch(self) -> None:
+        assert self.proc is not None
         self._finalizer = weakref.finalize(self, _kill, self.proc.pid)
         self._tasks = [
             asyncio.create_task(self._read_stdout()),

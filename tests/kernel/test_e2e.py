@@ -16,7 +16,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from jupyter_client.manager import start_new_kernel
+from jupyter_client.manager import KernelManager, start_new_kernel
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
@@ -271,3 +271,25 @@ def test_restart_gives_a_fresh_namespace_and_no_orphan(kernel) -> None:  # type:
     reply = kc.execute_interactive("kept", timeout=240)
     assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "NameError"
     assert nodes and not any(_alive(n) for n in nodes)
+
+
+def test_a_kernel_killed_while_booting_leaves_no_node_process(tmp_path: Path) -> None:
+    """The kernel spawns its Node host before its own imports: killed before
+    it ever took that process over, the process must go too."""
+    km = KernelManager(kernel_name=KERNEL)
+    km.start_kernel(cwd=str(tmp_path))
+    try:
+        pid = km.provisioner.process.pid  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        nodes: list[int] = []
+        while not nodes and time.monotonic() < deadline:
+            nodes = _node_children(pid)
+            time.sleep(0.05)
+        assert nodes, "the kernel should spawn its Node host first thing"
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(_alive(n) for n in nodes) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(n) for n in nodes)
+    finally:
+        km.cleanup_resources()

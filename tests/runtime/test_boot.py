@@ -7,6 +7,8 @@ import os
 import pytest
 
 from anode_ext.runtime import HostDied, PyodideHost
+from anode_ext.runtime.launch import BootOptions, plan
+from anode_ext.runtime.node import find_node
 
 from .conftest import Boot, HostMaker, run
 
@@ -64,3 +66,34 @@ async def test_close_leaves_no_process_and_fails_later_calls(make_host: HostMake
 async def test_missing_workdir_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(FileNotFoundError):
         await PyodideHost(tmp_path / "nope").start()
+
+
+async def test_a_launch_is_taken_over_by_start(boot: Boot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """launch() spawns Node without an event loop; start() adopts it."""
+    h = PyodideHost(tmp_path, snapshot_dir=boot.cache)
+    h.launch()
+    launched = h._launch
+    assert launched is not None and launched.proc is not None
+    info = await h.start()
+    assert h.pid == launched.proc.pid and info.from_snapshot
+    assert (await run(h, "6 * 7")).result() == "42"
+    await h.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(launched.proc.pid, 0)
+
+
+async def test_a_launch_with_other_options_is_discarded(boot: Boot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    launch = plan(BootOptions(tmp_path, find_node(None), boot.cache.resolve()))
+    launch.spawn()
+    assert launch.proc is not None
+    other = PyodideHost(tmp_path, snapshot_dir=boot.cache, network=True)
+    assert not other.adopt(launch)
+    assert launch.proc.poll() is not None and not launch.pip_dir.exists()
+    # One that fits is taken; closing it before start() stops the process too.
+    again = plan(BootOptions(tmp_path, find_node(None), boot.cache.resolve()))
+    again.spawn()
+    assert again.proc is not None
+    same = PyodideHost(tmp_path, snapshot_dir=boot.cache)
+    assert same.adopt(again)
+    await same.close()
+    assert again.proc.poll() is not None and not again.pip_dir.exists()

@@ -98,6 +98,36 @@ async def test_error_has_an_ipython_traceback(host: PyodideHost) -> None:
     assert "----> 3 f()" in text and "return 1 / 0" in text
     syntax = await run(host, "x = )")
     assert syntax.reply.error is not None and syntax.reply.error.ename == "SyntaxError"
+    # Styles, formatter and lexer are built once (tracebacks.py) and reused:
+    # the same error gives the same coloured traceback, the failing call marked.
+    again = await run(host, "def f():\n    return 1 / 0\nf()")
+    assert again.reply.error is not None
+    cell = re.compile(r"In\[\d+\]")
+    assert [cell.sub("In[n]", t) for t in again.reply.error.traceback] == [
+        cell.sub("In[n]", t) for t in r.reply.error.traceback
+    ]
+    assert "30;43m" in "".join(r.reply.error.traceback)  # the failing call, highlighted
+
+
+async def test_reused_traceback_highlighting_equals_stack_datas(host: PyodideHost) -> None:
+    """tracebacks.py reuses one lexer class and formatter; what it produces
+    must equal stack_data's own per-call highlighting."""
+    code = (
+        "import stack_data, stack_data.core, stack_data.utils\n"
+        "from IPython.utils.PyColorize import theme_table\n"
+        "from pygments.formatters.terminal256 import Terminal256Formatter\n"
+        "style = stack_data.style_with_executing_node(\n"
+        "    theme_table['linux'].as_pygments_style(), 'bg:ansiyellow')\n"
+        "src = 'def f(x):\\n    return x / 0\\n'\n"
+        "mine = stack_data.core._pygmented_with_ranges(\n"
+        "    Terminal256Formatter(style=style), src, [(25, 30)])\n"
+        "theirs = stack_data.utils._pygmented_with_ranges(\n"
+        "    Terminal256Formatter(style=style), src, [(25, 30)])\n"
+        "assert stack_data.core._pygmented_with_ranges is not stack_data.utils._pygmented_with_ranges\n"
+        "assert Terminal256Formatter(style=style).style_string\n"
+        "(mine == theirs, mine != src.splitlines())"
+    )
+    assert (await run(host, code)).result() == "(True, True)"
 
 
 async def test_magics(host: PyodideHost) -> None:

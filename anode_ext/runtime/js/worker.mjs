@@ -15,6 +15,9 @@ import { pathToFileURL } from "node:url";
 import { parentPort, workerData } from "node:worker_threads";
 
 const cfg = workerData.config;
+// The host runs Node with --expose-gc for one call after the warm-up (see
+// below); the lockdown takes the function off the global scope.
+const collectGarbage = typeof globalThis.gc === "function" ? globalThis.gc : () => {};
 const interruptBuf = new Int32Array(workerData.interruptSab);
 const want = new Int32Array(workerData.wantSab); // an interrupt Python has not taken yet
 const replyCtl = new Int32Array(workerData.replySab, 0, 2);
@@ -121,6 +124,9 @@ const py = await loadPyodide({
   _loadSnapshot: snapshotBytes,
 });
 snapshotBytes = undefined;
+// Pyodide keeps its options for the life of the interpreter: without this the
+// snapshot's bytes (40+ MB) would stay alive beside the memory restored from it.
+py._api.config._loadSnapshot = undefined;
 const tLoaded = performance.now();
 
 const FS = py.FS;
@@ -258,7 +264,7 @@ const processStub = Object.freeze({
 for (const name of [
   "process", "require", "fetch", "WebSocket", "XMLHttpRequest", "EventSource",
   "Request", "Response", "Headers", "FormData", "navigator", "_createPyodideModule",
-  "importScripts", "module", "exports", "__filename", "__dirname",
+  "importScripts", "module", "exports", "__filename", "__dirname", "gc",
 ]) {
   try {
     delete globalThis[name];
@@ -281,8 +287,31 @@ post({
 // ----------------------------------------------------------- requests ----
 
 let executing = null;
-// Requests wait for the warm-up (see kernel.warm_up) and run one at a time.
-let chain = Promise.resolve().then(() => kernel.warm_up()).catch((e) => log("warm-up failed:", e));
+// The warm-up (kernel.warm_up*) runs the interpreter's common paths once,
+// while no request waits: it stops at the next step once one arrives, since
+// the request itself then compiles what it needs. Requests run one at a time.
+const WARM_UP_STEPS = ["warm_up", "warm_up_execute"];
+let waiting = 0; // requests received and not yet answered
+let collected = false;
+
+function collectOnce() {
+  // One full collection, once the boot is over and nothing waits: what the
+  // boot left behind (the snapshot's bytes) is returned to the system now,
+  // not whenever V8 gets to it.
+  if (collected || waiting > 0) return;
+  collected = true;
+  collectGarbage();
+}
+
+let chain = (async () => {
+  for (const step of WARM_UP_STEPS) {
+    await new Promise((resolve) => setImmediate(resolve)); // let requests in
+    if (waiting > 0) return;
+    await kernel[step]();
+  }
+})()
+  .catch((e) => log("warm-up failed:", e))
+  .then(collectOnce);
 
 async function handle(msg) {
   currentId = msg.id;
@@ -327,5 +356,12 @@ parentPort.on("message", (msg) => {
     }
     return;
   }
-  chain = chain.then(() => handle(msg)).catch(fatal);
+  waiting += 1;
+  chain = chain
+    .then(() => handle(msg))
+    .catch(fatal)
+    .finally(() => {
+      waiting -= 1;
+      setImmediate(collectOnce);
+    });
 });

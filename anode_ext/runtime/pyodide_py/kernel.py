@@ -39,7 +39,13 @@ def prepare() -> None:
         list(sh.Completer.completions("print(len", 9))
     sh.object_inspect_mime("print")
     sh.input_transformer_manager.check_complete("for i in x:")
-    # Import in the snapshot what the first cell, error or %magic would.
+    # Import in the snapshot what the first cell, error or %magic would:
+    # after a restore, an import reads and compiles its source again.
+    import bdb  # noqa: F401  (run_cell, on every cell)
+
+    from IPython.core.logger import Logger  # noqa: F401  (the shell's logger)
+    from IPython.core.magics import namespace  # noqa: F401  (obj?)
+
     warm_up()
     sh.run_line_magic("time", "pass")
 
@@ -65,6 +71,18 @@ def warm_up() -> None:
     except ValueError:
         sh.InteractiveTB.structured_traceback(*sys.exc_info())
     sh.input_transformer_manager.check_complete("x = 1")
+
+
+_WARM_UP_REQUEST = json.dumps(
+    {"code": "len(sorted(str(i) for i in range(500)))", "silent": True, "store_history": False}
+)
+
+
+async def warm_up_execute() -> None:
+    """Every boot, before the first request: one silent execute through the
+    whole request path (asyncio, run_cell, the reply), which a silent request
+    leaves no trace of: no output, no history, no execution count, no names."""
+    await execute(_WARM_UP_REQUEST)
 
 
 def attach(js_bridge: Any, options_json: str) -> str:

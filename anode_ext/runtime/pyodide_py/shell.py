@@ -14,7 +14,7 @@ from traitlets import Any as AnyTrait
 from traitlets import Type
 from traitlets.config import Config
 
-from . import bridge
+from . import bridge, tracebacks
 from .streams import flush_all
 
 NO_SHELL = "Shell commands are not available in the Pyodide sandbox (no processes)."
@@ -151,6 +151,7 @@ def make_shell() -> AnodeShell:
     shell = AnodeShell.instance(config=config)
     shell.display_formatter.active_types = list(shell.display_formatter.format_types)
     shell.enable_html_pager = False
+    tracebacks.install()
     return shell
 
 

@@ -1,0 +1,41 @@
+"""Boot Pyodide while the kernel process is still importing.
+
+Importing ipykernel and setting up the kernel takes seconds; so does
+Pyodide's boot. ``__main__`` calls ``launch()`` first thing, importing only
+the light ``runtime.launch``, so that the two overlap. The kernel's first
+runtime takes that launch over when it was made with the options the kernel
+ends up configured with (``PyodideHost.adopt``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from ..runtime import assets
+from ..runtime.launch import BootOptions, Launch, plan
+from ..runtime.node import find_node
+
+_launch: Launch | None = None
+
+
+def launch() -> None:
+    """Spawn the Node host with the kernel's default options. Never fails the
+    kernel: if this cannot launch, the kernel's own start says why."""
+    global _launch
+    with contextlib.suppress(Exception):
+        options = BootOptions(
+            workdir=Path.cwd().resolve(),
+            node=find_node(None),
+            cache_dir=assets.default_cache_dir().resolve(),
+        )
+        started = plan(options)
+        started.spawn()
+        _launch = started
+
+
+def take() -> Launch | None:
+    """The launch, once (``PyodideHost.adopt`` discards one that does not fit)."""
+    global _launch
+    out, _launch = _launch, None
+    return out

@@ -1,0 +1,168 @@
+"""Deciding and spawning a boot of the Node host, without an event loop.
+
+Kept free of asyncio (and of everything heavy) so that the kernel can spawn
+Node first thing, before it imports ipykernel: Pyodide's boot and the kernel's
+own start then overlap. ``PyodideHost.start`` takes a launch over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import assets
+from .node import sandbox_command, unshare_available
+
+log = logging.getLogger(__name__)
+
+MOUNT_POINT = "/home/pyodide/work"
+DEFAULT_JS_HEAP_MB = 1024
+
+
+@dataclass(frozen=True)
+class BootOptions:
+    """Everything a boot depends on: a launch made with other options than
+    the host's own is not taken over."""
+
+    workdir: Path
+    node: str
+    cache_dir: Path
+    network: bool = False
+    use_snapshot: bool = True
+    js_heap_mb: int = DEFAULT_JS_HEAP_MB
+    node_args: tuple[str, ...] = ()
+
+
+@dataclass
+class Launch:
+    """A boot decided, and perhaps spawned, but not yet awaited."""
+
+    options: BootOptions
+    t0: float
+    cmd: list[str]
+    snap_fd: int | None  # the new snapshot's file, given to a cold boot
+    snap_path: Path
+    snap_tmp: Path | None
+    status: str  # what becomes of the snapshot: loaded, created, ...
+    isolate: bool  # in a network namespace of its own
+    pip_dir: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None)
+
+    @property
+    def pass_fds(self) -> list[int]:
+        return [self.snap_fd] if self.snap_fd is not None else []
+
+    def close_fds(self) -> None:
+        if self.snap_fd is not None:
+            os.close(self.snap_fd)
+            self.snap_fd = None
+
+    def spawn(self) -> None:
+        """Start Node now; the event loop's side adopts the process later."""
+        try:
+            self.proc = popen(self.cmd, str(assets.JS_DIR), self.pass_fds)
+        except BaseException:
+            self.discard()
+            raise
+        finally:
+            self.close_fds()
+
+    def discard(self) -> None:
+        """Undo a launch that will not be started."""
+        self.close_fds()
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.snap_tmp is not None:
+            self.snap_tmp.unlink(missing_ok=True)
+        shutil.rmtree(self.pip_dir, ignore_errors=True)
+
+
+def popen(cmd: Sequence[str], cwd: str, pass_fds: Sequence[int]) -> subprocess.Popen[bytes]:
+    """Spawn as ``NodeProcess.spawn`` does: pipes, no environment, a session of
+    its own (so that a kill reaches `unshare` and node alike)."""
+    return subprocess.Popen(
+        list(cmd),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env={},
+        pass_fds=tuple(pass_fds),
+        start_new_session=True,
+    )
+
+
+def _snapshot_tmp(
+    options: BootOptions, snap_path: Path, mode: str
+) -> tuple[int | None, Path | None]:
+    """A file a cold-booting Node process fills with a new snapshot: it gets
+    the open descriptor, never write access to the cache."""
+    if not options.use_snapshot or mode != "cold":
+        return None, None
+    options.cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = snap_path.with_name(f".{snap_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return fd, tmp
+
+
+def plan(options: BootOptions) -> Launch:
+    """Decide a boot: from the snapshot if there is a valid one, else cold
+    (writing a new snapshot); the sandboxed command line."""
+    if not options.workdir.is_dir():
+        raise FileNotFoundError(f"workdir is not a directory: {options.workdir}")
+    t0 = time.monotonic()
+    site = assets.ensure_site(options.cache_dir)
+    snap_path = assets.snapshot_path(options.cache_dir)
+    status = "disabled"
+    mode = "cold"
+    if options.use_snapshot:
+        if assets.snapshot_valid(snap_path):
+            mode, status = "snapshot", "loaded"
+        elif snap_path.exists():
+            assets.discard_snapshot(snap_path)
+            status = "corrupt snapshot discarded; recreated"
+        else:
+            status = "created"
+    snap_fd, snap_tmp = _snapshot_tmp(options, snap_path, mode)
+    pip_dir = options.cache_dir / "pip" / uuid.uuid4().hex
+    pip_dir.mkdir(parents=True)
+    isolate = not options.network and unshare_available()
+    if not options.network and not isolate:
+        log.warning("unshare -rn is not available: the sandbox keeps network access")
+    config = {
+        "pyodideDir": str(assets.PYODIDE_DIR),
+        "siteDir": str(site),
+        "shellDir": str(assets.SHELL_DIR),
+        "workdir": str(options.workdir),
+        "mountPoint": MOUNT_POINT,
+        "mode": mode,
+        "snapshotPath": str(snap_path) if mode == "snapshot" else None,
+        "snapshotFd": snap_fd,
+        "network": options.network,
+        "jsHeapMb": options.js_heap_mb,
+    }
+    read = [assets.JS_DIR, assets.SHELL_DIR, site, pip_dir, options.workdir]
+    if mode == "snapshot":
+        read.append(snap_path)
+    cmd = sandbox_command(
+        options.node,
+        assets.HOST_SCRIPT,
+        json.dumps(config),
+        read=read,
+        write=[options.workdir],
+        isolate_network=isolate,
+        extra_args=options.node_args,
+    )
+    return Launch(options, t0, cmd, snap_fd, snap_path, snap_tmp, status, isolate, pip_dir)

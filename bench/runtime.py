@@ -1,7 +1,8 @@
 """The Pyodide runtime against ipykernel, measured in the same run.
 
 Boot to first result (cold, and from the memory snapshot) against an
-ipykernel started with jupyter_client; the host-level round trip of ``1+1``;
+ipykernel started with jupyter_client; the host-level round trip of ``1+1``
+and of a cell raising an error (its coloured traceback);
 100,000 printed lines until the last is received; a CPU loop against the host's
 CPython; the idle RSS of the Node process. The last line is one JSON object;
 ``ratio`` is snapshot boot-to-first-result over ipykernel's (lower is better).
@@ -27,6 +28,7 @@ from anode_ext.runtime.process import rss_mb
 LINES = 100_000
 PRINT_CODE = f"for i in range({LINES}):\n    print(i)"
 CPU_CODE = "s = 0\nfor i in range(3_000_000):\n    s += i * i\n"
+ERROR_CODE = "def f(x):\n    return x / 0\nf(1)"  # a two-frame coloured traceback
 
 
 async def ours_boot(cache: Path, work: Path) -> tuple[float, PyodideHost]:
@@ -67,6 +69,11 @@ async def ipykernel_figures() -> dict[str, float]:
             t = time.perf_counter()
             await kc.execute_interactive("1+1", output_hook=_quiet, timeout=60)
             trips.append(time.perf_counter() - t)
+        errors = []
+        for _ in range(10):
+            t = time.perf_counter()
+            await kc.execute_interactive(ERROR_CODE, output_hook=_quiet, timeout=60)
+            errors.append(time.perf_counter() - t)
         last = str(LINES - 1) + "\n"
         seen = asyncio.Event()
 
@@ -81,7 +88,22 @@ async def ipykernel_figures() -> dict[str, float]:
     finally:
         kc.stop_channels()
         await km.shutdown_kernel(now=True)
-    return {"boot": boot, "rt": statistics.median(trips), "lines": lines}
+    return {
+        "boot": boot,
+        "rt": statistics.median(trips),
+        "error": statistics.median(errors),
+        "lines": lines,
+    }
+
+
+def anon_mb(pid: int) -> int:
+    """Anonymous memory only: RSS less the pages of files (the node binary's
+    code, ~50 MB, is shared by every runtime through the page cache)."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Anonymous:"):
+                return int(line.split()[1]) // 1024
+    return 0
 
 
 def cpython_cpu() -> float:
@@ -104,12 +126,19 @@ async def main() -> None:
                 await host.execute("1+1")
                 trips.append(time.perf_counter() - t)
             rt = statistics.median(trips)
+            errors = []
+            for _ in range(10):
+                t = time.perf_counter()
+                await host.execute(ERROR_CODE)
+                errors.append(time.perf_counter() - t)
+            err = statistics.median(errors)
             lines = await ours_lines(host)
             t = time.perf_counter()
             await host.execute(CPU_CODE)
             cpu = time.perf_counter() - t
             await asyncio.sleep(2)
             rss = rss_mb(host.pid or 0) or 0
+            anon = anon_mb(host.pid or 0)
         finally:
             await host.close()
     ipk = await ipykernel_figures()
@@ -119,11 +148,14 @@ async def main() -> None:
     print(
         f"1+1 round trip (p50):           {rt * 1000:8.2f} ms  ipykernel {ipk['rt'] * 1000:.2f} ms"
     )
+    print(
+        f"error round trip (p50):         {err * 1000:8.2f} ms  ipykernel {ipk['error'] * 1000:.2f} ms"
+    )
     print(f"{LINES} printed lines:        {lines:8.2f} s   ipykernel {ipk['lines']:.2f} s")
     print(
         f"CPU loop:                       {cpu:8.2f} s   host CPython {cpu_native:.2f} s (incl. start)"
     )
-    print(f"idle RSS of node:               {rss:8d} MB")
+    print(f"idle RSS of node:               {rss:8d} MB   of which anonymous {anon} MB")
     figures = {
         "bench": "runtime",
         "boot_cold_s": round(cold, 3),
@@ -131,11 +163,14 @@ async def main() -> None:
         "ipykernel_boot_s": round(ipk["boot"], 3),
         "roundtrip_p50_ms": round(rt * 1000, 3),
         "ipykernel_roundtrip_p50_ms": round(ipk["rt"] * 1000, 3),
+        "error_roundtrip_p50_ms": round(err * 1000, 3),
+        "ipykernel_error_roundtrip_p50_ms": round(ipk["error"] * 1000, 3),
         "lines_100k_s": round(lines, 3),
         "ipykernel_lines_100k_s": round(ipk["lines"], 3),
         "cpu_loop_s": round(cpu, 3),
         "cpython_cpu_loop_s": round(cpu_native, 3),
         "idle_rss_mb": rss,
+        "idle_anon_mb": anon,
         "anchor": "ipykernel",
         "ratio": round(snap / ipk["boot"], 3),
         "ratio_of": "boot_snapshot_s / ipykernel_boot_s, lower is better",

@@ -186,6 +186,7 @@ class _Run:
         self.flushed = asyncio.Event()
         self.wake = asyncio.Event()
         self.started = ex.state == EXECUTING
+        self.starting = False  # ExecutionStarted queued, not yet pushed
         self.dropped = False  # cancelled or failed by someone else before it started
         self.interrupts = self._rt().interrupts if interrupts is None else interrupts
         self.answer: asyncio.Future[str] | None = None
@@ -217,16 +218,16 @@ class _Run:
                 on_output=self._on_output,
                 on_input=self._on_input if ex.allow_stdin else None,
             )
+            if not self.started and not self.starting:
+                self._queue_start(reply.execution_count or None)
+            content = reply.to_content()
+            content.pop("traceback", None)  # it is in the error output already
+            done = ev.ExecutionCompleted(
+                execution_id=ex.id, status=_status(reply.status), reply=content
+            )
+            # A quick cell's start, outputs and end reach the log as one batch.
+            self._queue(done)
             await self._drain()
-            if not self.dropped:
-                if not self.started:
-                    await self._start(reply.execution_count or None)
-                content = reply.to_content()
-                content.pop("traceback", None)  # it is in the error output already
-                done = ev.ExecutionCompleted(
-                    execution_id=ex.id, status=_status(reply.status), reply=content
-                )
-                await self._push_final(done)
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Refused, HostDied):
@@ -237,22 +238,24 @@ class _Run:
                     await watch
 
     async def _start(self, count: int | None) -> None:
-        try:
-            await self._push([ev.ExecutionStarted(execution_id=self.ex.id, execution_count=count)])
-            self.started = True
-        except Refused as err:
-            log.info("execution %s dropped before it started: %s", self.ex.id, err)
-            self.dropped = True
-            self.host.interrupt()
+        self._queue_start(count)
+        await self._drain()
+
+    def _queue_start(self, count: int | None) -> None:
+        """ExecutionStarted goes first in the outbox: the pump pushes it with
+        whatever outputs (and end) follow it before the pump gets to run."""
+        self.starting = True
+        self.outbox.insert(0, ev.ExecutionStarted(execution_id=self.ex.id, execution_count=count))
+        self.flushed.clear()
+        self.wake.set()
 
     # -- host -> log -------------------------------------------------------------
     async def _on_output(self, item: dict[str, Any]) -> None:
         kind = item["kind"]
         x = self.ex.id
         if kind == "execute_input":
-            await self._drain()
-            if not self.started and not self.dropped:
-                await self._start(item["execution_count"])
+            if not self.started and not self.starting and not self.dropped:
+                self._queue_start(item["execution_count"])
             return
         if self.dropped:
             return
@@ -284,15 +287,23 @@ class _Run:
         """Push what the host produced, everything waiting in one batch."""
         while True:
             await self.wake.wait()
+            # One turn of the loop first: what the host has already written
+            # (a cell's last output and its reply) joins this batch.
+            await asyncio.sleep(0)
             self.wake.clear()
             while self.outbox:
                 batch, self.outbox = self.outbox[:200], self.outbox[200:]
-                if self.started and not self.dropped:
-                    try:
-                        await self._push(batch)
-                    except Refused as err:  # ended meanwhile (cancelled, failed by an admin)
-                        log.info("outputs of %s refused: %s", self.ex.id, err)
-                        self.dropped = True
+                if self.dropped or not (self.started or self.starting):
+                    continue
+                try:
+                    await self._push(batch)
+                    self.started = True
+                except Refused as err:
+                    # Cancelled before it started, or ended meanwhile by
+                    # someone else (an admin, a runtime end): stop the cell.
+                    log.info("execution %s dropped: %s", self.ex.id, err)
+                    self.dropped = True
+                    self.host.interrupt()
             self.flushed.set()
 
     async def _drain(self) -> None:

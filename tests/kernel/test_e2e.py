@@ -220,14 +220,18 @@ def test_a_killed_kernel_leaves_no_node_process(tmp_path: Path) -> None:
         pid = km.provisioner.process.pid  # type: ignore[union-attr]
         nodes = _node_children(pid)
         assert nodes, "the kernel should run its Node host as a child"
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while any(_alive(n) for n in nodes) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(_alive(n) for n in nodes)
+        _kill_and_check_nodes_go(pid, nodes)
     finally:
         kc.stop_channels()
         km.cleanup_resources()
+
+
+def _kill_and_check_nodes_go(kernel: int, nodes: list[int]) -> None:
+    os.kill(kernel, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(_alive(n) for n in nodes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(n) for n in nodes)
 
 
 def _alive(pid: int) -> bool:
@@ -286,10 +290,6 @@ def test_a_kernel_killed_while_booting_leaves_no_node_process(tmp_path: Path) ->
             nodes = _node_children(pid)
             time.sleep(0.05)
         assert nodes, "the kernel should spawn its Node host first thing"
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while any(_alive(n) for n in nodes) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(_alive(n) for n in nodes)
+        _kill_and_check_nodes_go(pid, nodes)
     finally:
         km.cleanup_resources()

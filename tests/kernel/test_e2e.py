@@ -44,10 +44,22 @@ ADDRESS = re.compile(r"0x[0-9a-f]+")
 
 
 def normalize(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What may differ between two kernels: tracebacks' frames, paths."""
-    out = []
+    """What may differ between two kernels: tracebacks' frames, paths, and
+    where a stream was cut into messages (ipykernel flushes on a timer, so
+    under load one print can arrive as two; every frontend shows them joined)."""
+    out: list[dict[str, Any]] = []
     for o in outputs:
         o = dict(o)
+        last = out[-1] if out else None
+        if (
+            o["output_type"] == "stream"
+            and last is not None
+            and last["output_type"] == "stream"
+            and last["name"] == o["name"]
+        ):
+            last["text"] += o["text"]
+            o = last
+            out.pop()
         if o["output_type"] == "error":
             o["traceback"] = [ANSI.sub("", o["traceback"][-1]).strip()]
         if "text" in o:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from ..runtime import assets
 from ..runtime.launch import BootOptions, Launch, plan
-from ..runtime.node import find_node
 
 _launch: Launch | None = None
 
@@ -24,12 +22,7 @@ def launch() -> None:
     kernel: if this cannot launch, the kernel's own start says why."""
     global _launch
     with contextlib.suppress(Exception):
-        options = BootOptions(
-            workdir=Path.cwd().resolve(),
-            node=find_node(None),
-            cache_dir=assets.default_cache_dir().resolve(),
-        )
-        started = plan(options)
+        started = plan(BootOptions.resolved(Path.cwd()))
         started.spawn()
         _launch = started
 

@@ -185,8 +185,8 @@ class _Run:
         self.outbox: list[ev.Event] = []
         self.flushed = asyncio.Event()
         self.wake = asyncio.Event()
+        # Started in the log, or ExecutionStarted queued (the pump pushes it first).
         self.started = ex.state == EXECUTING
-        self.starting = False  # ExecutionStarted queued, not yet pushed
         self.dropped = False  # cancelled or failed by someone else before it started
         self.interrupts = self._rt().interrupts if interrupts is None else interrupts
         self.answer: asyncio.Future[str] | None = None
@@ -218,7 +218,7 @@ class _Run:
                 on_output=self._on_output,
                 on_input=self._on_input if ex.allow_stdin else None,
             )
-            if not self.started and not self.starting:
+            if not self.started:
                 self._queue_start(reply.execution_count or None)
             content = reply.to_content()
             content.pop("traceback", None)  # it is in the error output already
@@ -244,7 +244,7 @@ class _Run:
     def _queue_start(self, count: int | None) -> None:
         """ExecutionStarted goes first in the outbox: the pump pushes it with
         whatever outputs (and end) follow it before the pump gets to run."""
-        self.starting = True
+        self.started = True
         self.outbox.insert(0, ev.ExecutionStarted(execution_id=self.ex.id, execution_count=count))
         self.flushed.clear()
         self.wake.set()
@@ -254,7 +254,7 @@ class _Run:
         kind = item["kind"]
         x = self.ex.id
         if kind == "execute_input":
-            if not self.started and not self.starting and not self.dropped:
+            if not self.started and not self.dropped:
                 self._queue_start(item["execution_count"])
             return
         if self.dropped:
@@ -293,11 +293,10 @@ class _Run:
             self.wake.clear()
             while self.outbox:
                 batch, self.outbox = self.outbox[:200], self.outbox[200:]
-                if self.dropped or not (self.started or self.starting):
+                if self.dropped or not self.started:
                     continue
                 try:
                     await self._push(batch)
-                    self.started = True
                 except Refused as err:
                     # Cancelled before it started, or ended meanwhile by
                     # someone else (an admin, a runtime end): stop the cell.

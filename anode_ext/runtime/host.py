@@ -20,7 +20,7 @@ from typing import Any
 
 from . import assets
 from .launch import DEFAULT_JS_HEAP_MB, MOUNT_POINT, BootOptions, Launch, plan
-from .node import find_node, node_version
+from .node import node_version
 from .pip import PipHandler, PipRefused, PipRequest, default_pip_handler
 from .process import NodeProcess, Request
 from .protocol import ExecuteReply, HostDied, HostInfo, InputCallback, OutputCallback
@@ -53,9 +53,8 @@ class PyodideHost:
         boot_timeout: float = 120.0,
         node_args: tuple[str, ...] = (),
     ) -> None:
-        self.workdir = Path(workdir).resolve()
-        self.node = find_node(node)
-        self.cache_dir = Path(snapshot_dir or assets.default_cache_dir()).resolve()
+        base = BootOptions.resolved(workdir, node, snapshot_dir)
+        self.workdir, self.node, self.cache_dir = base.workdir, base.node, base.cache_dir
         self.network = network
         self.memory_limit_mb = memory_limit_mb
         self.js_heap_mb = js_heap_mb

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import assets
-from .node import sandbox_command, unshare_available
+from .node import find_node, sandbox_command, unshare_available
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,18 @@ class BootOptions:
     use_snapshot: bool = True
     js_heap_mb: int = DEFAULT_JS_HEAP_MB
     node_args: tuple[str, ...] = ()
+
+    @classmethod
+    def resolved(
+        cls, workdir: Path, node: str | None = None, cache_dir: Path | None = None
+    ) -> BootOptions:
+        """Paths resolved and Node found one way for every caller, so that a
+        launch and the host meant to take it over compare equal."""
+        return cls(
+            Path(workdir).resolve(),
+            find_node(node),
+            Path(cache_dir or assets.default_cache_dir()).resolve(),
+        )
 
 
 @dataclass

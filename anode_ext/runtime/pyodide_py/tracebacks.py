@@ -10,42 +10,30 @@ text of every traceback stays exactly what IPython would print.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
-_styles: dict[tuple[Any, str], Any] = {}
 _formatters: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
-_lexers: dict[type, type] = {}
 
 
-def _cached_style(original: Any) -> Any:
-    def style_with_executing_node(style: Any, modifier: str) -> Any:
-        key = (style, modifier)
-        if key not in _styles:
-            _styles[key] = original(style, modifier)
-        return _styles[key]
-
-    return style_with_executing_node
-
-
+@functools.cache
 def _range_lexer(base: type) -> type:
     """One subclass per lexer type: marks tokens inside ``self.ranges`` as
     ExecutingNode (what stack_data's per-call class does)."""
-    if base not in _lexers:
 
-        class RangeLexer(base):  # type: ignore[valid-type, misc]
-            ranges: list[tuple[int, int]] = []
+    class RangeLexer(base):  # type: ignore[valid-type, misc]
+        ranges: list[tuple[int, int]] = []
 
-            def get_tokens(self, text: str) -> Iterator[tuple[Any, str]]:
-                offset = 0
-                for ttype, value in super().get_tokens(text):
-                    if any(start <= offset < end for start, end in self.ranges):
-                        ttype = ttype.ExecutingNode
-                    offset += len(value)
-                    yield ttype, value
+        def get_tokens(self, text: str) -> Iterator[tuple[Any, str]]:
+            offset = 0
+            for ttype, value in super().get_tokens(text):
+                if any(start <= offset < end for start, end in self.ranges):
+                    ttype = ttype.ExecutingNode
+                offset += len(value)
+                yield ttype, value
 
-        _lexers[base] = RangeLexer
-    return _lexers[base]
+    return RangeLexer
 
 
 def _highlight_ranges(formatter: Any, code: str, ranges: list[tuple[int, int]]) -> list[str]:
@@ -68,7 +56,7 @@ def install() -> None:
 
     if getattr(stack_data, "_anode_cached", False):
         return
-    stack_data.style_with_executing_node = _cached_style(stack_data.style_with_executing_node)
+    stack_data.style_with_executing_node = functools.cache(stack_data.style_with_executing_node)
     stack_data.core._pygmented_with_ranges = _highlight_ranges
     base = terminal256.Terminal256Formatter
 

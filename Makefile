@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml hatch_build.py $(LAB_SOURCES)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# The demo's extras once per install, not a rebuild on every `make demo`.
+$(VENV)/.installed-demo: $(STAMP)
 	$(PY) -m pip install -q -e '.[demo]'
+	touch $@
+
+demo: $(VENV)/.installed-demo
 	$(PY) -m anode_ext demo
 
 lint: $(STAMP)

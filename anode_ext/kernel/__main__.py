@@ -17,7 +17,10 @@ def main() -> None:
 
     from .kernel import AnodeKernel
 
-    IPKernelApp.launch_instance(kernel_class=AnodeKernel)
+    # No user code runs in this process (cells run in Pyodide), so its own
+    # stdout and stderr stay its log's, not iopub streams: no fd-capture
+    # thread, and ipykernel's flush before every reply costs nothing.
+    IPKernelApp.launch_instance(kernel_class=AnodeKernel, outstream_class=None)
 
 
 if __name__ == "__main__":

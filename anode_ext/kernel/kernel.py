@@ -18,7 +18,7 @@ import tempfile
 import uuid
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import zmq
@@ -30,13 +30,15 @@ from ..log import Identity, Store
 from ..log import catalogue as ev
 from ..log.errors import Refused
 from ..log.local import LocalHub, LogClient
-from ..log.remote import RemoteLog
 from ..log.state import ASSIGNED, EXECUTING, FINAL_STATES
 from ..runtime import assets
 from ..runtime.agent import Agent
 from ..runtime.host import PyodideHost
 from ..runtime.run import wait_state
 from . import early, messages
+
+if TYPE_CHECKING:
+    from ..log.remote import RemoteLog
 
 
 def _python_version() -> str:
@@ -102,6 +104,8 @@ class AnodeKernel(Kernel):
             # Started by a server with the extension: the notebook's own log
             # there, shared with every collaborator and the REST API.
             url, notebook_id, credential = joined
+            from ..log.remote import RemoteLog  # websocket client and CRDT: only when joined
+
             self.remote = RemoteLog(
                 url, notebook_id, authorization=f"anode-kernel {credential}", keep_events=True
             )

@@ -188,6 +188,7 @@ class _Run:
         # Started in the log, or ExecutionStarted queued (the pump pushes it first).
         self.started = ex.state == EXECUTING
         self.dropped = False  # cancelled or failed by someone else before it started
+        self.ended = False  # our ExecutionCompleted is queued: a final state is ours
         self.interrupts = self._rt().interrupts if interrupts is None else interrupts
         self.answer: asyncio.Future[str] | None = None
 
@@ -226,6 +227,7 @@ class _Run:
                 execution_id=ex.id, status=_status(reply.status), reply=content
             )
             # A quick cell's start, outputs and end reach the log as one batch.
+            self.ended = True
             self._queue(done)
             await self._drain()
         finally:
@@ -343,7 +345,7 @@ class _Run:
             if rt.restart_requested or rt.state != "live":
                 await self.host.close()  # execute() raises HostDied; the agent ends the session
                 return
-            if ex.state not in (ASSIGNED, EXECUTING) and not self.dropped:
+            if ex.state not in (ASSIGNED, EXECUTING) and not (self.dropped or self.ended):
                 self.dropped = True  # cancelled or failed by an admin
                 self.host.interrupt()
             inp = state.t.inputs.get(self.ex.id)

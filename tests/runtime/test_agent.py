@@ -94,6 +94,28 @@ async def test_executions_run_in_request_order_with_their_outputs(nb: Notebook) 
     assert outs[1]["execution_count"] == counts[2]
 
 
+async def test_a_cell_that_ends_by_itself_is_not_interrupted_after(nb: Notebook) -> None:
+    # The agent's watcher sees the cell's own ExecutionCompleted land; that is
+    # not a cancel, and must not send the host an interrupt.
+    host = nb.agent.host
+    assert host is not None
+    calls: list[None] = []
+    real = host.interrupt
+
+    def counting() -> None:
+        calls.append(None)
+        real()
+
+    host.interrupt = counting  # type: ignore[method-assign]
+    try:
+        for _ in range(3):
+            assert nb.row(await nb.run("1 + 1")).status == "ok"
+        await asyncio.sleep(0.2)  # the watcher's last wake-up
+    finally:
+        host.interrupt = real  # type: ignore[method-assign]
+    assert calls == []
+
+
 async def test_errors_complete_with_the_ipython_traceback(nb: Notebook) -> None:
     x = await nb.run("1 / 0")
     row = nb.row(x)

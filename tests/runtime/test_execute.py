@@ -130,6 +130,22 @@ async def test_reused_traceback_highlighting_equals_stack_datas(host: PyodideHos
     assert (await run(host, code)).result() == "(True, True)"
 
 
+async def test_after_a_traceback_small_asts_copy_small(host: PyodideHost) -> None:
+    """`executing` links the parser's shared nodes (Load, Add, ...) to the
+    trees it reads; a deepcopy of a small AST (Pyodide's runPython makes one
+    each call) must not follow that link into them."""
+    assert (await run(host, "def f():\n    return [1][2] + 3\nf()")).reply.status == "error"
+    code = (
+        "import ast, copy\n"
+        "tree = ast.parse('x = [y + 1 for y in z if not y]')\n"
+        "memo = {}\n"
+        "twin = copy.deepcopy(tree, memo)\n"
+        "(len(memo) < 100, ast.dump(twin) == ast.dump(tree), twin is not tree,\n"
+        " exec(compile(twin, 'c', 'exec'), {'z': [0, 2]}) is None)"
+    )
+    assert (await run(host, code)).result() == "(True, True, True, True)"
+
+
 async def test_magics(host: PyodideHost) -> None:
     t = await run(host, "%time sum(range(10))")
     assert "Wall time" in t.text() and t.result() == "45"

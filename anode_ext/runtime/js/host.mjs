@@ -51,6 +51,10 @@ let quietUntil = 0; // no flush signal before this time (an interrupt is in flig
 let stdinWaiting = null; // seq of the input/pip request the worker waits for
 let exiting = false;
 let pendingStream = null; // {id, name, text, size}: coalesced stream output
+// A cell's execute_result is held until the next message of the worker: it is
+// almost always the reply, and the two then reach Python in one write (one
+// batch in the log rather than two).
+let heldResult = null; // {line, size}
 let coldFallback = null; // why the snapshot could not be used
 
 function write(obj) {
@@ -66,7 +70,25 @@ function flushStream() {
   Atomics.notify(flight, 0);
 }
 
+function releaseResult(after = "") {
+  const held = heldResult;
+  heldResult = null;
+  if (held === null) {
+    if (after) process.stdout.write(after);
+    return;
+  }
+  process.stdout.write(held.line + after);
+  Atomics.sub(flight, 0, held.size);
+  Atomics.notify(flight, 0);
+}
+
+function flushPending() {
+  flushStream();
+  releaseResult();
+}
+
 function onEvent(msg) {
+  releaseResult();
   const ev = JSON.parse(msg.json);
   if (ev.type === "stream") {
     if (pendingStream && (pendingStream.id !== msg.id || pendingStream.name !== ev.name)) flushStream();
@@ -80,7 +102,12 @@ function onEvent(msg) {
     return;
   }
   flushStream();
-  write({ type: "event", id: msg.id, event: ev });
+  const line = JSON.stringify({ type: "event", id: msg.id, event: ev }) + "\n";
+  if (ev.type === "output" && ev.output?.output_type === "execute_result") {
+    heldResult = { line, size: msg.size };
+    return;
+  }
+  process.stdout.write(line);
   Atomics.sub(flight, 0, msg.size);
   Atomics.notify(flight, 0);
 }
@@ -99,7 +126,7 @@ function sendReply(obj) {
 function die(code, message) {
   if (exiting) return;
   exiting = true;
-  flushStream();
+  flushPending();
   if (message) write({ type: "fatal", message, status: code });
   process.exitCode = code;
   // Leave the event loop a moment to drain stdout, then go.
@@ -144,6 +171,8 @@ let ready = false;
 
 function onWorkerMessage(w, msg) {
   if (w !== worker) return;
+  // A held result goes out before anything but its reply (which takes it along).
+  if (msg.type !== "event" && msg.type !== "reply") releaseResult();
   switch (msg.type) {
     case "ready":
       ready = true;
@@ -172,11 +201,11 @@ function onWorkerMessage(w, msg) {
     case "reply":
       flushStream();
       if (running === msg.id) running = null;
-      write(msg);
+      releaseResult(JSON.stringify(msg) + "\n");
       break;
     case "input_request":
     case "pip_request":
-      flushStream();
+      flushPending();
       stdinWaiting = msg.seq;
       write(msg);
       break;
@@ -238,7 +267,7 @@ setInterval(() => {
   if (running !== null && performance.now() > quietUntil) {
     Atomics.compareExchange(interruptBuf, 0, 0, FLUSH_SIGNAL);
   }
-  flushStream();
+  flushPending();
 }, FLUSH_MS);
 
 worker = startWorker(cfg.mode);

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from IPython.core.async_helpers import _pseudo_sync_runner
 from IPython.core.completer import provisionalcompleter, rectify_completions
 from IPython.core.error import StdinNotImplementedError
 from IPython.utils.tokenutil import token_at_cursor
@@ -141,24 +142,34 @@ def _stdin(allowed: bool) -> Iterator[None]:
 
 
 async def _run(sh: shell.AnodeShell, code: str, silent: bool, store_history: bool) -> Any:
+    """IPython's run_cell, but the cell is transformed and checked for a
+    top-level await once, not twice (a few ms a cell in wasm)."""
     try:
         transformed: str = sh.transform_cell(code)
         preprocessing_exc: Any = None
     except Exception:
         transformed, preprocessing_exc = code, sys.exc_info()
-    if not sh.should_run_async(
+    needs_loop = sh.should_run_async(
         code, transformed_cell=transformed, preprocessing_exc_tuple=preprocessing_exc
-    ):
-        return sh.run_cell(code, store_history=store_history, silent=silent)
+    )
+    cell = sh.run_cell_async(
+        code,
+        store_history=store_history,
+        silent=silent,
+        transformed_cell=transformed,
+        preprocessing_exc_tuple=preprocessing_exc,
+    )
     result = None
     try:
-        result = await sh.run_cell_async(
-            code,
-            store_history=store_history,
-            silent=silent,
-            transformed_cell=transformed,
-            preprocessing_exc_tuple=preprocessing_exc,
-        )
+        # As run_cell: what the cell prints is kept in its history too.
+        with sh._tee(channel="stdout"), sh._tee(channel="stderr"):
+            if needs_loop:
+                result = await cell
+            else:
+                try:
+                    result = _pseudo_sync_runner(cell)
+                except Exception:  # as run_cell: an error reply, not a dead runtime
+                    sh.showtraceback(running_compiled_code=True)
         return result
     finally:
         sh.events.trigger("post_execute")

@@ -49,6 +49,21 @@ def _highlight_ranges(formatter: Any, code: str, ranges: list[tuple[int, int]]) 
     return highlighted.splitlines()
 
 
+def _copy_shared_ast_nodes_as_themselves() -> None:
+    """`executing` (under stack_data) sets ``parent`` on every node of each
+    tree it reads, the parser's shared field-less nodes (Load, Store, Add,
+    ...) included. A deepcopy of any small AST then follows that link into
+    a whole module's tree: after one traceback (the warm-up has one, so the
+    snapshot has it), each of Pyodide's ``runPython`` calls, four of them in
+    every boot, cost ~0.3 s here (its return template is deep-copied).
+    The parser shares those nodes between trees anyway; a copy may too."""
+    import ast
+
+    for base in (ast.expr_context, ast.boolop, ast.operator, ast.unaryop, ast.cmpop):
+        for cls in base.__subclasses__():
+            cls.__deepcopy__ = lambda self, memo: self
+
+
 def install() -> None:
     import stack_data
     import stack_data.core
@@ -56,6 +71,7 @@ def install() -> None:
 
     if getattr(stack_data, "_anode_cached", False):
         return
+    _copy_shared_ast_nodes_as_themselves()
     stack_data.style_with_executing_node = functools.cache(stack_data.style_with_executing_node)
     stack_data.core._pygmented_with_ranges = _highlight_ranges
     base = terminal256.Terminal256Formatter

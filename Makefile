@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml hatch_build.py $(LAB_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q -e '.[test]'
+	# Bytecode, as a wheel install writes it (a kernel start imports all of
+	# anode_ext; with PYTHONDONTWRITEBYTECODE set it would compile each time).
+	$(PY) -m compileall -q anode_ext
 	touch $(STAMP)
 
 install: $(STAMP)

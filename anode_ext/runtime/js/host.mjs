@@ -52,8 +52,9 @@ let stdinWaiting = null; // seq of the input/pip request the worker waits for
 let exiting = false;
 let pendingStream = null; // {id, name, text, size}: coalesced stream output
 // A cell's execute_result is held until the next message of the worker: it is
-// almost always the reply, and the two then reach Python in one write (one
-// batch in the log rather than two).
+// almost always the reply. What is pending (a stream or the result) goes out
+// in one write with the reply, so that Python reads them together: the cell's
+// last output and its end then make one batch in the log, not two.
 let heldResult = null; // {line, size}
 let coldFallback = null; // why the snapshot could not be used
 
@@ -61,55 +62,54 @@ function write(obj) {
   process.stdout.write(JSON.stringify(obj) + "\n");
 }
 
-function flushStream() {
-  if (pendingStream === null) return;
-  const { id, name, text, size } = pendingStream;
-  pendingStream = null;
-  write({ type: "event", id, event: { type: "stream", name, text } });
+function delivered(size) {
   Atomics.sub(flight, 0, size);
   Atomics.notify(flight, 0);
 }
 
-function releaseResult(after = "") {
-  const held = heldResult;
-  heldResult = null;
-  if (held === null) {
-    if (after) process.stdout.write(after);
-    return;
+function takePending() {
+  let out = "";
+  if (pendingStream !== null) {
+    const { id, name, text, size } = pendingStream;
+    pendingStream = null;
+    out += JSON.stringify({ type: "event", id, event: { type: "stream", name, text } }) + "\n";
+    delivered(size);
   }
-  process.stdout.write(held.line + after);
-  Atomics.sub(flight, 0, held.size);
-  Atomics.notify(flight, 0);
+  if (heldResult !== null) {
+    out += heldResult.line;
+    delivered(heldResult.size);
+    heldResult = null;
+  }
+  return out;
 }
 
-function flushPending() {
-  flushStream();
-  releaseResult();
+function flushPending(after = "") {
+  const out = takePending() + after;
+  if (out) process.stdout.write(out);
 }
 
 function onEvent(msg) {
-  releaseResult();
   const ev = JSON.parse(msg.json);
   if (ev.type === "stream") {
-    if (pendingStream && (pendingStream.id !== msg.id || pendingStream.name !== ev.name)) flushStream();
+    const joins = pendingStream && pendingStream.id === msg.id && pendingStream.name === ev.name;
+    if (!joins) flushPending();
     if (pendingStream === null) {
       pendingStream = { id: msg.id, name: ev.name, text: ev.text, size: msg.size };
     } else {
       pendingStream.text += ev.text;
       pendingStream.size += msg.size;
     }
-    if (pendingStream.text.length >= COALESCE_BYTES) flushStream();
+    if (pendingStream.text.length >= COALESCE_BYTES) flushPending();
     return;
   }
-  flushStream();
+  flushPending();
   const line = JSON.stringify({ type: "event", id: msg.id, event: ev }) + "\n";
   if (ev.type === "output" && ev.output?.output_type === "execute_result") {
     heldResult = { line, size: msg.size };
     return;
   }
   process.stdout.write(line);
-  Atomics.sub(flight, 0, msg.size);
-  Atomics.notify(flight, 0);
+  delivered(msg.size);
 }
 
 function sendReply(obj) {
@@ -172,7 +172,7 @@ let ready = false;
 function onWorkerMessage(w, msg) {
   if (w !== worker) return;
   // A held result goes out before anything but its reply (which takes it along).
-  if (msg.type !== "event" && msg.type !== "reply") releaseResult();
+  if (msg.type !== "event" && msg.type !== "reply") flushPending();
   switch (msg.type) {
     case "ready":
       ready = true;
@@ -199,9 +199,8 @@ function onWorkerMessage(w, msg) {
       }
       break;
     case "reply":
-      flushStream();
       if (running === msg.id) running = null;
-      releaseResult(JSON.stringify(msg) + "\n");
+      flushPending(JSON.stringify(msg) + "\n");
       break;
     case "input_request":
     case "pip_request":

@@ -11,12 +11,13 @@ LAB_SOURCES := $(shell find labextension/src labextension/style labextension/sch
 
 .PHONY: demo test install lint typecheck pytest bench clean chromium
 
+# After the install, bytecode as a wheel install writes it: a kernel start
+# imports all of anode_ext, and with PYTHONDONTWRITEBYTECODE set it would
+# compile every module each time.
 $(STAMP): pyproject.toml hatch_build.py $(LAB_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q -e '.[test]'
-	# Bytecode, as a wheel install writes it (a kernel start imports all of
-	# anode_ext; with PYTHONDONTWRITEBYTECODE set it would compile each time).
 	$(PY) -m compileall -q anode_ext
 	touch $(STAMP)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import assets
-from .launch import DEFAULT_JS_HEAP_MB, MOUNT_POINT, BootOptions, Launch, plan
+from .launch import DEFAULT_JS_HEAP_MB, MOUNT_POINT, BootOptions, Launch, PipDir, plan
 from .node import node_version
 from .pip import PipHandler, PipRefused, PipRequest, default_pip_handler
 from .process import NodeProcess, Request
@@ -64,7 +64,7 @@ class PyodideHost:
         self.node_args = node_args
         self.info: HostInfo | None = None
         self._node: NodeProcess | None = None
-        self._pip_dir: Path | None = None
+        self._wheels: PipDir | None = None
         self._launch: Launch | None = None
 
     # ------------------------------------------------------------ state ----
@@ -123,7 +123,7 @@ class PyodideHost:
         launch, self._launch = self._launch, None
         if launch is None:
             launch = await asyncio.to_thread(plan, self.options())
-        self._pip_dir = launch.pip_dir
+        self._wheels = launch.pip
         node = self._node = NodeProcess(self.memory_limit_mb)
         snap_path, snap_tmp, status = launch.snap_path, launch.snap_tmp, launch.status
         try:
@@ -270,8 +270,8 @@ class PyodideHost:
     async def _pip(self, msg: dict[str, Any], on_output: OutputCallback | None) -> dict[str, Any]:
         if self.pip_handler is None:
             return {"ok": False, "wheels": [], "error": "package installation is disabled here"}
-        assert self._pip_dir is not None
-        dest = self._pip_dir / f"req-{msg['seq']}"
+        assert self._wheels is not None
+        dest = self._wheels.path / f"req-{msg['seq']}"
         dest.mkdir(parents=True, exist_ok=True)
 
         async def emit(text: str) -> None:
@@ -329,9 +329,9 @@ class PyodideHost:
             await asyncio.to_thread(launch.discard)
         if node is not None:
             await node.close()
-        if self._pip_dir is not None:
-            shutil.rmtree(self._pip_dir, ignore_errors=True)
-            self._pip_dir = None
+        if self._wheels is not None:
+            self._wheels.remove()
+            self._wheels = None
 
     async def __aenter__(self) -> PyodideHost:
         await self.start()

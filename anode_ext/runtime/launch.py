@@ -8,6 +8,7 @@ own start then overlap. ``PyodideHost.start`` takes a launch over.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -55,6 +56,64 @@ class BootOptions:
         )
 
 
+LOCK_NAME = ".owner"
+LEGACY_AGE_S = 24 * 3600  # an unlocked directory (older versions) is kept this long
+
+
+@dataclass
+class PipDir:
+    """Where the host puts the wheels it downloads for ``%pip``, one per boot.
+
+    Its owner holds a lock on it while it lives: a directory whose lock is
+    free was left by a process that was killed (nobody removed it), and the
+    next launch removes it."""
+
+    path: Path
+    lock_fd: int | None
+
+    @classmethod
+    def create(cls, root: Path) -> PipDir:
+        root.mkdir(parents=True, exist_ok=True)
+        sweep_pip_dirs(root)
+        name = uuid.uuid4().hex
+        # Locked before it gets its name, so that no sweep sees it unlocked.
+        tmp = root / f".new-{name}"
+        tmp.mkdir()
+        fd = os.open(tmp / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        tmp.rename(root / name)
+        return cls(root / name, fd)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
+
+def sweep_pip_dirs(root: Path) -> None:
+    """Remove the pip directories whose owner is gone."""
+    now = time.time()
+    for d in root.iterdir():
+        try:
+            fd = os.open(d / LOCK_NAME, os.O_RDWR)
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                if d.is_dir() and now - d.stat().st_mtime > LEGACY_AGE_S:
+                    shutil.rmtree(d, ignore_errors=True)
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # held: its host is alive (or still being named)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
 @dataclass
 class Launch:
     """A boot decided, and perhaps spawned, but not yet awaited."""
@@ -67,7 +126,7 @@ class Launch:
     snap_tmp: Path | None
     status: str  # what becomes of the snapshot: loaded, created, ...
     isolate: bool  # in a network namespace of its own
-    pip_dir: Path
+    pip: PipDir
     proc: subprocess.Popen[bytes] | None = field(default=None)
 
     @property
@@ -98,7 +157,7 @@ class Launch:
             self.proc.wait()
         if self.snap_tmp is not None:
             self.snap_tmp.unlink(missing_ok=True)
-        shutil.rmtree(self.pip_dir, ignore_errors=True)
+        self.pip.remove()
 
 
 def popen(cmd: Sequence[str], cwd: str, pass_fds: Sequence[int]) -> subprocess.Popen[bytes]:
@@ -148,8 +207,7 @@ def plan(options: BootOptions) -> Launch:
         else:
             status = "created"
     snap_fd, snap_tmp = _snapshot_tmp(options, snap_path, mode)
-    pip_dir = options.cache_dir / "pip" / uuid.uuid4().hex
-    pip_dir.mkdir(parents=True)
+    pip = PipDir.create(options.cache_dir / "pip")
     isolate = not options.network and unshare_available()
     if not options.network and not isolate:
         log.warning("unshare -rn is not available: the sandbox keeps network access")
@@ -165,7 +223,7 @@ def plan(options: BootOptions) -> Launch:
         "network": options.network,
         "jsHeapMb": options.js_heap_mb,
     }
-    read = [assets.JS_DIR, assets.SHELL_DIR, site, pip_dir, options.workdir]
+    read = [assets.JS_DIR, assets.SHELL_DIR, site, pip.path, options.workdir]
     if mode == "snapshot":
         read.append(snap_path)
     cmd = sandbox_command(
@@ -177,4 +235,4 @@ def plan(options: BootOptions) -> Launch:
         isolate_network=isolate,
         extra_args=options.node_args,
     )
-    return Launch(options, t0, cmd, snap_fd, snap_path, snap_tmp, status, isolate, pip_dir)
+    return Launch(options, t0, cmd, snap_fd, snap_path, snap_tmp, status, isolate, pip)

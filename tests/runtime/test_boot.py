@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import time
 
 import pytest
 
 from anode_ext.runtime import HostDied, PyodideHost
-from anode_ext.runtime.launch import BootOptions, plan
+from anode_ext.runtime.launch import LEGACY_AGE_S, LOCK_NAME, BootOptions, PipDir, plan
 from anode_ext.runtime.node import find_node
+from anode_ext.runtime.process import COMPILER_NICENESS
 
 from .conftest import Boot, HostMaker, run
 
@@ -36,6 +39,27 @@ async def test_snapshot_boot_is_faster_and_fresh(boot: Boot, make_host: HostMake
     assert (await run(b, "'x' in dir()")).result() == "False"
     await a.close()
     await b.close()
+
+
+def _threads(pid: int) -> dict[int, str]:
+    names = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            names[int(tid)] = f.read().strip()
+    return names
+
+
+async def test_background_compiler_threads_are_niced(make_host: HostMaker) -> None:
+    h = await make_host()
+    assert h.pid is not None
+    threads = _threads(h.pid)
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    compilers = [os.getpriority(os.PRIO_PROCESS, t) for t, n in threads.items() if n == "V8Worker"]
+    python = [os.getpriority(os.PRIO_PROCESS, t) for t, n in threads.items() if n == "WorkerThread"]
+    assert compilers and all(n >= max(base, COMPILER_NICENESS) for n in compilers), threads
+    assert python == [base]  # the thread running the cells is not slowed
+    assert (await run(h, "sum(range(10**5))")).result() == str(sum(range(10**5)))
+    await h.close()
 
 
 async def test_restart_gives_a_fresh_interpreter(make_host: HostMaker) -> None:
@@ -88,7 +112,7 @@ async def test_a_launch_with_other_options_is_discarded(boot: Boot, tmp_path) ->
     assert launch.proc is not None
     other = PyodideHost(tmp_path, snapshot_dir=boot.cache, network=True)
     assert not other.adopt(launch)
-    assert launch.proc.poll() is not None and not launch.pip_dir.exists()
+    assert launch.proc.poll() is not None and not launch.pip.path.exists()
     # One that fits is taken; closing it before start() stops the process too.
     again = plan(BootOptions(tmp_path, find_node(None), boot.cache.resolve()))
     again.spawn()
@@ -96,4 +120,28 @@ async def test_a_launch_with_other_options_is_discarded(boot: Boot, tmp_path) ->
     same = PyodideHost(tmp_path, snapshot_dir=boot.cache)
     assert same.adopt(again)
     await same.close()
-    assert again.proc.poll() is not None and not again.pip_dir.exists()
+    assert again.proc.poll() is not None and not again.pip.path.exists()
+
+
+def test_pip_dirs_of_dead_owners_are_swept(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "pip"
+    live = PipDir.create(root)
+    dead = PipDir.create(root)
+    assert dead.lock_fd is not None
+    os.close(dead.lock_fd)  # as when its process is killed: the lock goes with it
+    legacy_old, legacy_new = root / "a", root / "b"
+    for d in (legacy_old, legacy_new):
+        d.mkdir()
+    old = time.time() - LEGACY_AGE_S - 60
+    os.utime(legacy_old, (old, old))
+    (live.path / "req-1").mkdir()  # a download in progress
+    newest = PipDir.create(root)  # sweeps
+    left = sorted(p.name for p in root.iterdir())
+    assert left == sorted([live.path.name, newest.path.name, "b"])
+    assert (live.path / "req-1").is_dir()
+    # While alive, a directory is locked against sweeps; removed, it is gone.
+    with open(live.path / LOCK_NAME) as f, pytest.raises(BlockingIOError):
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    for d in (live, newest):
+        d.remove()
+    assert sorted(p.name for p in root.iterdir()) == ["b"]

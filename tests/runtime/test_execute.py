@@ -146,6 +146,27 @@ async def test_after_a_traceback_small_asts_copy_small(host: PyodideHost) -> Non
     assert (await run(host, code)).result() == "(True, True, True, True)"
 
 
+@pytest.mark.parametrize("kind", ["def", "async def"])
+async def test_a_failure_of_ipythons_run_cell_is_an_error_reply(
+    host: PyodideHost, kind: str
+) -> None:
+    """What escapes IPython's run_cell itself (user errors it catches) ends
+    that cell with an error, not the runtime; the next cell runs as usual."""
+    patch = (
+        "sh = get_ipython()\n"
+        f"{kind} broken(*args, **kwargs):\n"
+        "    del sh.run_cell_async  # only once\n"
+        "    raise RuntimeError('run_cell broke')\n"
+        "sh.run_cell_async = broken"
+    )
+    assert (await run(host, patch)).reply.status == "ok"
+    r = await run(host, "1 + 1")
+    assert r.reply.status == "error" and r.reply.error is not None
+    assert (r.reply.error.ename, r.reply.error.evalue) == ("RuntimeError", "run_cell broke")
+    assert [e["ename"] for e in r.outputs("error")] == ["RuntimeError"]
+    assert (await run(host, "1 + 1")).result() == "2"
+
+
 async def test_magics(host: PyodideHost) -> None:
     t = await run(host, "%time sum(range(10))")
     assert "Wall time" in t.text() and t.result() == "45"

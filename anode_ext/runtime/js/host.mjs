@@ -204,7 +204,6 @@ function onWorkerMessage(w, msg) {
       break;
     case "input_request":
     case "pip_request":
-      flushPending();
       stdinWaiting = msg.seq;
       write(msg);
       break;

@@ -152,24 +152,21 @@ async def _run(sh: shell.AnodeShell, code: str, silent: bool, store_history: boo
     needs_loop = sh.should_run_async(
         code, transformed_cell=transformed, preprocessing_exc_tuple=preprocessing_exc
     )
-    cell = sh.run_cell_async(
-        code,
-        store_history=store_history,
-        silent=silent,
-        transformed_cell=transformed,
-        preprocessing_exc_tuple=preprocessing_exc,
-    )
     result = None
     try:
         # As run_cell: what the cell prints is kept in its history too.
         with sh._tee(channel="stdout"), sh._tee(channel="stderr"):
-            if needs_loop:
-                result = await cell
-            else:
-                try:
-                    result = _pseudo_sync_runner(cell)
-                except Exception:  # as run_cell: an error reply, not a dead runtime
-                    sh.showtraceback(running_compiled_code=True)
+            try:
+                cell = sh.run_cell_async(
+                    code,
+                    store_history=store_history,
+                    silent=silent,
+                    transformed_cell=transformed,
+                    preprocessing_exc_tuple=preprocessing_exc,
+                )
+                result = await cell if needs_loop else _pseudo_sync_runner(cell)
+            except Exception:  # as run_cell: an error reply, not a dead runtime
+                sh.showtraceback(running_compiled_code=True)
         return result
     finally:
         sh.events.trigger("post_execute")

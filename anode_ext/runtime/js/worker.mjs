@@ -293,6 +293,10 @@ let executing = null;
 const WARM_UP_STEPS = ["warm_up", "warm_up_execute"];
 let waiting = 0; // requests received and not yet answered
 let collected = false;
+let collectTimer = null;
+// A full collection takes ~0.25 s here: it waits for a pause this long, so
+// that it does not delay a request sent right after the previous one.
+const COLLECT_IDLE_MS = 1000;
 
 function collectOnce() {
   // One full collection, once the boot is over and nothing waits: what the
@@ -303,6 +307,12 @@ function collectOnce() {
   collectGarbage();
 }
 
+function collectWhenIdle() {
+  if (collected) return;
+  clearTimeout(collectTimer);
+  collectTimer = setTimeout(collectOnce, COLLECT_IDLE_MS);
+}
+
 let chain = (async () => {
   for (const step of WARM_UP_STEPS) {
     await new Promise((resolve) => setImmediate(resolve)); // let requests in
@@ -311,7 +321,7 @@ let chain = (async () => {
   }
 })()
   .catch((e) => log("warm-up failed:", e))
-  .then(collectOnce);
+  .then(collectWhenIdle);
 
 async function handle(msg) {
   currentId = msg.id;
@@ -362,6 +372,6 @@ parentPort.on("message", (msg) => {
     .catch(fatal)
     .finally(() => {
       waiting -= 1;
-      setImmediate(collectOnce);
+      collectWhenIdle();
     });
 });

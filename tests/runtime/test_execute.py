@@ -179,6 +179,21 @@ async def test_magics(host: PyodideHost) -> None:
     assert shell.reply.status == "error" and "not available" in shell.reply.error.evalue  # type: ignore[union-attr]
 
 
+async def test_ipython_syntax_is_transformed_and_plain_python_is_not(host: PyodideHost) -> None:
+    """The shell skips IPython's token transforms for cells with nothing they
+    look for (shell.py); everything they do must still happen."""
+    assert (await run(host, "/abs -3")).result() == "3"
+    assert (await run(host, ",print a b")).text() == "a b\n"
+    assert (await run(host, ";print a b")).text() == "a b\n"
+    assert (await run(host, "t = %time 6 * 7\nt")).result() == "42"
+    assert (await run(host, "if True:\n    x = %time 1\nx")).result() == "1"
+    plain = "d = {'a': 1}\nprint(d['a'] / 2, 'x' in 'y')\n# no escapes: 100 percent Python"
+    assert (await run(host, plain)).text() == "0.5 False\n"
+    assert (await run(host, "s = '100% sure?'\ns")).result() == "'100% sure?'"
+    check = "import asyncio\nawait asyncio.sleep(0)\n'awaited'"
+    assert (await run(host, check)).result() == "'awaited'"
+
+
 async def test_question_mark_gives_a_page_payload(host: PyodideHost) -> None:
     r = await run(host, "len?")
     assert r.reply.status == "ok"

@@ -12,11 +12,20 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pycrdt import Doc, Text
+if TYPE_CHECKING:
+    from pycrdt import Doc
 
 TEXT = "source"
+
+
+def _y() -> Any:
+    """pycrdt, imported at the first CRDT edit: a kernel or a log that never
+    sees one does not pay for it (~0.17 s)."""
+    import pycrdt
+
+    return pycrdt
 
 
 def seed_client_id(cell_id: str, epoch: int) -> int:
@@ -25,15 +34,16 @@ def seed_client_id(cell_id: str, epoch: int) -> int:
 
 def seed_doc(cell_id: str, epoch: int, source: str) -> Doc[Any]:
     """The document every replica agrees on before any CRDT edit of this epoch."""
-    doc: Doc[Any] = Doc(client_id=seed_client_id(cell_id, epoch))
-    text = doc.get(TEXT, type=Text)
+    y = _y()
+    doc: Doc[Any] = y.Doc(client_id=seed_client_id(cell_id, epoch))
+    text = doc.get(TEXT, type=y.Text)
     if source:
         text += source
     return doc
 
 
 def text_of(doc: Doc[Any]) -> str:
-    return str(doc.get(TEXT, type=Text))
+    return str(doc.get(TEXT, type=_y().Text))
 
 
 def decode_update(update: str) -> bytes:
@@ -54,7 +64,7 @@ def apply_update(doc: Doc[Any], update: bytes) -> None:
 
 def replace_text(doc: Doc[Any], source: str) -> None:
     """Make the text equal `source` with the smallest edit (common prefix and suffix kept)."""
-    text = doc.get(TEXT, type=Text)
+    text = doc.get(TEXT, type=_y().Text)
     old = str(text)
     if old == source:
         return
@@ -74,7 +84,7 @@ def replace_text(doc: Doc[Any], source: str) -> None:
 
 
 def load_doc(client_id: int, state: bytes) -> Doc[Any]:
-    doc: Doc[Any] = Doc(client_id=client_id)
+    doc: Doc[Any] = _y().Doc(client_id=client_id)
     doc.apply_update(state)
     return doc
 
@@ -85,7 +95,8 @@ def encode_update(update: bytes) -> str:
 
 def edit(base: Doc[Any], new_source: str, client_id: int | None = None) -> str:
     """A client-side helper: the base64 update turning `base`'s text into `new_source`."""
-    doc: Doc[Any] = Doc() if client_id is None else Doc(client_id=client_id)
+    y = _y()
+    doc: Doc[Any] = y.Doc() if client_id is None else y.Doc(client_id=client_id)
     doc.apply_update(base.get_update())
     before = doc.get_state()
     replace_text(doc, new_source)

@@ -7,12 +7,14 @@ are live objects beside the rows and are encoded through their Yjs state.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from pycrdt import Doc
 
 from . import crdt
+
+if TYPE_CHECKING:
+    from pycrdt import Doc
 
 PENDING = "pending"
 ASSIGNED = "assigned"

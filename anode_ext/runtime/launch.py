@@ -76,11 +76,13 @@ class PipDir:
         root.mkdir(parents=True, exist_ok=True)
         sweep_pip_dirs(root)
         name = uuid.uuid4().hex
-        # Locked before it gets its name, so that no sweep sees it unlocked.
+        # The lock file gets its name only once locked, so that no sweep
+        # (in another process, or thread) ever finds it unlocked.
         tmp = root / f".new-{name}"
         tmp.mkdir()
-        fd = os.open(tmp / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(tmp / f"{LOCK_NAME}.tmp", os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(tmp / f"{LOCK_NAME}.tmp", tmp / LOCK_NAME)
         tmp.rename(root / name)
         return cls(root / name, fd)
 

@@ -123,7 +123,7 @@ async def test_a_launch_with_other_options_is_discarded(boot: Boot, tmp_path) ->
     assert again.proc.poll() is not None and not again.pip.path.exists()
 
 
-def test_pip_dirs_of_dead_owners_are_swept(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_pip_dirs_of_dead_owners_are_swept(tmp_path) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "pip"
     live = PipDir.create(root)
     dead = PipDir.create(root)

@@ -160,6 +160,7 @@ class PyodideHost:
             boot_seconds=time.monotonic() - launch.t0,
             from_snapshot=ready["mode"] == "snapshot" and not ready.get("snapshot_fallback"),
             snapshot=status,
+            code_cache=str(ready.get("code_cache", "none")),
             network_isolated=launch.isolate,
             workdir_mount=MOUNT_POINT,
             pid=node.pid or 0,

@@ -34,6 +34,10 @@ class HostInfo:
     boot_seconds: float  # spawn to ready, measured by the caller's side
     from_snapshot: bool
     snapshot: str  # "loaded", "created", "disabled", or what went wrong
+    # V8's code for pyodide.asm.js: "accepted" (from the snapshot file),
+    # "created" (into it), "rejected" (another Node or flags), "none",
+    # "unsupported" (a Node without vm's default loader)
+    code_cache: str
     network_isolated: bool  # inside a network namespace with no interfaces
     workdir_mount: str  # where the workdir appears inside the sandbox
     pid: int

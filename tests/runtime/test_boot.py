@@ -23,6 +23,7 @@ async def test_cold_boot_writes_a_snapshot(boot: Boot) -> None:
     assert boot.cold.python_version.startswith("3.")
     assert boot.cold.ipython_version.startswith("9.")
     assert boot.cold.network_isolated
+    assert boot.cold.code_cache == "created"  # V8's code for pyodide.asm.js, in the file
     assert list(boot.cache.glob("snapshot-*.bin"))
 
 
@@ -30,6 +31,7 @@ async def test_snapshot_boot_is_faster_and_fresh(boot: Boot, make_host: HostMake
     a, b = await make_host(), await make_host()
     for h in (a, b):
         assert h.info is not None and h.info.from_snapshot and h.info.snapshot == "loaded"
+        assert h.info.code_cache == "accepted"
         assert h.info.boot_seconds < boot.cold.boot_seconds
     # Restored from one image, they must not share random state.
     ra = (await run(a, "import random; random.random()")).result()
@@ -39,6 +41,32 @@ async def test_snapshot_boot_is_faster_and_fresh(boot: Boot, make_host: HostMake
     assert (await run(b, "'x' in dir()")).result() == "False"
     await a.close()
     await b.close()
+
+
+async def test_a_snapshot_file_it_cannot_read_falls_back_to_a_cold_boot(
+    boot: Boot, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A file that passes the size/mtime check but is not what the host wrote
+    (here: its header) boots cold, says why, and is discarded."""
+    cache = tmp_path_factory.mktemp("bad-snapshot")
+    [good] = boot.cache.glob("snapshot-*.bin")
+    bad = cache / good.name
+    data = bytearray(good.read_bytes())
+    data[0:4] = b"\0\0\0\0"
+    bad.write_bytes(bytes(data))
+    digest = good.with_suffix(".sha256").read_text().split()[0]
+    st = bad.stat()
+    bad.with_suffix(".sha256").write_text(f"{digest} {st.st_size} {st.st_mtime_ns}\n")
+    h = PyodideHost(tmp_path_factory.mktemp("bad-snapshot-work"), snapshot_dir=cache)
+    info = await h.start()
+    try:
+        assert not info.from_snapshot
+        assert info.snapshot.startswith("fallback to cold boot (snapshot load failed")
+        assert "not one this host wrote" in info.snapshot
+        assert not bad.exists() and not bad.with_suffix(".sha256").exists()
+        assert (await run(h, "6 * 7")).result() == "42"
+    finally:
+        await h.close()
 
 
 def _threads(pid: int) -> dict[int, str]:

@@ -8,7 +8,7 @@
 //        complete {id, code, cursor_pos}   inspect {id, code, cursor_pos, detail_level}
 //        is_complete {id, code}   interrupt {}   shutdown {}
 //        input_reply {seq, value}   pip_reply {seq, ok, wheels, error}
-//   out: ready {info, mode, boot_seconds, ...}   event {id, event: {type: stream |
+//   out: ready {info, mode, boot_seconds, code_cache, ...}   event {id, event: {type: stream |
 //        output | display_update | clear_output | execute_input}}
 //        input_request {id, seq, prompt, password}   pip_request {id, seq, args}
 //        stdin_cancelled {id, seq}   reply {id, content}   fatal {message, status}
@@ -184,6 +184,7 @@ function onWorkerMessage(w, msg) {
         load_seconds: msg.load_seconds,
         boot_seconds: (performance.now() - t0) / 1000,
         snapshot_bytes_written: msg.snapshot_bytes_written,
+        code_cache: msg.code_cache,
       });
       break;
     case "event":

@@ -9,9 +9,10 @@
 
 import childProcess from "node:child_process";
 import fs from "node:fs";
-import { syncBuiltinESMExports } from "node:module";
+import { createRequire, syncBuiltinESMExports } from "node:module";
 import os from "node:os";
 import { pathToFileURL } from "node:url";
+import vm from "node:vm";
 import { parentPort, workerData } from "node:worker_threads";
 
 const cfg = workerData.config;
@@ -106,13 +107,65 @@ function safeGlobals() {
   return g;
 }
 
+// The snapshot file (written by a cold boot, read by a snapshot boot):
+//   u32 magic | u32 code cache length | u32 offset of Pyodide's snapshot | u32 0
+//   | V8's code cache for pyodide.asm.js | padding to 8 | Pyodide's snapshot
+const SNAP_MAGIC = 0x31534e41;
+const SNAP_HEAD = 16;
+
 function readSnapshot() {
-  if (cfg.mode !== "snapshot") return undefined;
-  return new Uint8Array(fs.readFileSync(cfg.snapshotPath));
+  if (cfg.mode !== "snapshot") return { codeCache: undefined, memory: undefined };
+  // A file this size gets a buffer of its own: the subarrays copy nothing
+  // (a copy of 40 MB costs 0.1-0.3 s here, most of it page faults).
+  const file = fs.readFileSync(cfg.snapshotPath);
+  const ok = file.length >= SNAP_HEAD && file.readUInt32LE(0) === SNAP_MAGIC;
+  const cacheEnd = ok ? SNAP_HEAD + file.readUInt32LE(4) : 0;
+  const offset = ok ? file.readUInt32LE(8) : 0;
+  if (!ok || cacheEnd > offset || offset > file.length || offset % 8 !== 0) {
+    throw new Error("the snapshot file is not one this host wrote");
+  }
+  return { codeCache: file.subarray(SNAP_HEAD, cacheEnd), memory: file.subarray(offset) };
 }
 
-const { loadPyodide } = await import(pathToFileURL(`${cfg.pyodideDir}/pyodide.mjs`).href);
+function writeSnapshot(fd, memory, codeCache) {
+  const offset = Math.ceil((SNAP_HEAD + codeCache.length) / 8) * 8;
+  const head = Buffer.alloc(offset);
+  head.writeUInt32LE(SNAP_MAGIC, 0);
+  head.writeUInt32LE(codeCache.length, 4);
+  head.writeUInt32LE(offset, 8);
+  head.set(codeCache, SNAP_HEAD);
+  for (const part of [head, memory]) {
+    let off = 0;
+    while (off < part.length) off += fs.writeSync(fd, part, off, part.length - off);
+  }
+  return offset + memory.length;
+}
+
+// Pyodide's 1 MB pyodide.asm.js, run as Node would run it (CommonJS), but
+// compiled through vm.Script: a snapshot boot then takes V8's code for it from
+// the snapshot file instead of compiling it again (~0.4 s of a boot here).
+// Without the loader constant (Node < 20.12) pyodide.mjs imports it itself.
+let codeCache = "unsupported"; // what became of V8's code cache: see the ready message
+
+function runPyodideScript(cachedData) {
+  const importModuleDynamically = vm.constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+  if (importModuleDynamically === undefined) return null;
+  const file = `${cfg.pyodideDir}/pyodide.asm.js`;
+  const source = fs.readFileSync(file, "utf8");
+  const script = new vm.Script(
+    `(function (exports, require, module, __filename, __dirname) {${source}\n})`,
+    { filename: file, cachedData, importModuleDynamically },
+  );
+  if (cachedData === undefined) codeCache = "none";
+  else codeCache = script.cachedDataRejected ? "rejected" : "accepted";
+  const module = { exports: {} };
+  script.runInThisContext()(module.exports, createRequire(file), module, file, cfg.pyodideDir);
+  return script;
+}
+
 let snapshotBytes = readSnapshot();
+let pyodideScript = runPyodideScript(snapshotBytes.codeCache);
+const { loadPyodide } = await import(pathToFileURL(`${cfg.pyodideDir}/pyodide.mjs`).href);
 const makeSnapshot = cfg.mode === "cold" && cfg.snapshotFd !== null;
 const py = await loadPyodide({
   indexURL: `${cfg.pyodideDir}/`,
@@ -121,7 +174,7 @@ const py = await loadPyodide({
   stdout: (s) => log("boot stdout:", s),
   stderr: (s) => log("boot stderr:", s),
   _makeSnapshot: makeSnapshot,
-  _loadSnapshot: snapshotBytes,
+  _loadSnapshot: snapshotBytes.memory,
 });
 snapshotBytes = undefined;
 // Pyodide keeps its options for the life of the interpreter: without this the
@@ -169,15 +222,15 @@ for p in ("${MOUNT_SITE}", "/opt/anode/lib"):
   kernel.prepare();
   kernel.destroy();
   if (makeSnapshot) {
-    const snap = py.makeMemorySnapshot();
-    let off = 0;
-    while (off < snap.length) off += fs.writeSync(cfg.snapshotFd, snap, off, snap.length - off);
-    snapshotBytesWritten = snap.length;
+    const cache = pyodideScript ? pyodideScript.createCachedData() : new Uint8Array(0);
+    snapshotBytesWritten = writeSnapshot(cfg.snapshotFd, py.makeMemorySnapshot(), cache);
+    if (cache.length > 0) codeCache = "created";
   }
 }
+pyodideScript = null; // its source (1 MB) is not needed any more
 kernel = py.pyimport("anode_pyodide.kernel");
 
-// ------------------------------------------------------------ bridge ----
+
 
 function checkInterrupt() {
   // Runs pending Python signal handlers; raises KeyboardInterrupt in Python
@@ -282,6 +335,7 @@ post({
   load_seconds: (tLoaded - t0) / 1000,
   boot_seconds: (tReady - t0) / 1000,
   snapshot_bytes_written: snapshotBytesWritten,
+  code_cache: codeCache,
 });
 
 // ----------------------------------------------------------- requests ----

@@ -15,8 +15,9 @@
 //
 // The host process ends when stdin closes, so it never outlives its parent.
 
+import fs from "node:fs";
 import readline from "node:readline";
-import { Worker } from "node:worker_threads";
+import { MessageChannel, Worker } from "node:worker_threads";
 
 const cfg = JSON.parse(process.argv[2]);
 const log = (...args) => console.error("[anode host]", ...args);
@@ -134,9 +135,25 @@ function die(code, message) {
   if (worker) worker.terminate().catch(() => {});
 }
 
+function sendSnapshot(port) {
+  // Read here while the new thread starts up (~0.5 s here, nothing else to
+  // do meanwhile), and handed over without a copy.
+  try {
+    const file = fs.readFileSync(cfg.snapshotPath);
+    const whole = file.byteOffset === 0 && file.buffer.byteLength === file.length;
+    const bytes = whole ? file.buffer : file.buffer.slice(file.byteOffset, file.byteOffset + file.length);
+    port.postMessage({ bytes }, [bytes]);
+  } catch (err) {
+    port.postMessage({ error: String(err && err.message ? err.message : err) });
+  }
+}
+
 function startWorker(mode) {
+  const snapshot = mode === "snapshot" ? new MessageChannel() : null;
+  const snapshotPort = snapshot ? snapshot.port2 : null;
   const w = new Worker(new URL("./worker.mjs", import.meta.url), {
-    workerData: { config: { ...cfg, mode }, interruptSab, wantSab, replySab, flightSab },
+    workerData: { config: { ...cfg, mode }, interruptSab, wantSab, replySab, flightSab, snapshotPort },
+    transferList: snapshotPort ? [snapshotPort] : [],
     resourceLimits: { maxOldGenerationSizeMb: cfg.jsHeapMb },
     stdout: true,
     stderr: true,
@@ -164,6 +181,7 @@ function startWorker(mode) {
     if (w !== worker || exiting) return;
     die(code || 70, `Pyodide worker exited (code ${code})`);
   });
+  if (snapshot) sendSnapshot(snapshot.port1);
   return w;
 }
 

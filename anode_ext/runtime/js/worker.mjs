@@ -13,6 +13,7 @@ import { createRequire, syncBuiltinESMExports } from "node:module";
 import os from "node:os";
 import { pathToFileURL } from "node:url";
 import vm from "node:vm";
+import { once } from "node:events";
 import { parentPort, workerData } from "node:worker_threads";
 
 const cfg = workerData.config;
@@ -113,11 +114,15 @@ function safeGlobals() {
 const SNAP_MAGIC = 0x31534e41;
 const SNAP_HEAD = 16;
 
-function readSnapshot() {
+async function readSnapshot() {
   if (cfg.mode !== "snapshot") return { codeCache: undefined, memory: undefined };
-  // A file this size gets a buffer of its own: the subarrays copy nothing
-  // (a copy of 40 MB costs 0.1-0.3 s here, most of it page faults).
-  const file = fs.readFileSync(cfg.snapshotPath);
+  // The main thread read the file (host.mjs: sendSnapshot). Nothing below
+  // copies it: a copy of 40 MB costs 0.1-0.3 s here, most of it page faults.
+  const port = workerData.snapshotPort;
+  const [msg] = await once(port, "message");
+  port.close();
+  if (msg.error !== undefined) throw new Error(`cannot read the snapshot: ${msg.error}`);
+  const file = Buffer.from(msg.bytes);
   const ok = file.length >= SNAP_HEAD && file.readUInt32LE(0) === SNAP_MAGIC;
   const cacheEnd = ok ? SNAP_HEAD + file.readUInt32LE(4) : 0;
   const offset = ok ? file.readUInt32LE(8) : 0;
@@ -163,7 +168,7 @@ function runPyodideScript(cachedData) {
   return script;
 }
 
-let snapshotBytes = readSnapshot();
+let snapshotBytes = await readSnapshot();
 let pyodideScript = runPyodideScript(snapshotBytes.codeCache);
 const { loadPyodide } = await import(pathToFileURL(`${cfg.pyodideDir}/pyodide.mjs`).href);
 const makeSnapshot = cfg.mode === "cold" && cfg.snapshotFd !== null;

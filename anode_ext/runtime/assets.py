@@ -119,6 +119,9 @@ def snapshot_key() -> str:
     """Changes whenever anything that ends up in a snapshot changes."""
     parts = [pyodide_version().encode(), REQUIREMENTS.read_bytes()]
     parts += [(JS_DIR / "worker.mjs").read_bytes()]
+    # Node's flags (node.py) end up in it too: V8 refuses a code cache made
+    # under other flags.
+    parts += [(RUNTIME_DIR / "node.py").read_bytes()]
     for path in sorted(SHELL_DIR.glob("*.py")):
         parts += [path.name.encode(), path.read_bytes()]
     return _digest(*parts)

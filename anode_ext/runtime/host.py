@@ -145,6 +145,11 @@ class PyodideHost:
         if ready.get("snapshot_fallback"):
             status = f"fallback to cold boot ({ready['snapshot_fallback']})"
             assets.discard_snapshot(snap_path)
+        if ready.get("code_cache") == "rejected":
+            # Another Node (or other V8 flags) than the one that wrote the
+            # snapshot: every boot compiles pyodide.asm.js again (~0.4 s) until
+            # the snapshot is rebuilt (remove it from the cache to force that).
+            log.warning("host: V8 refused the snapshot's code cache (%s)", snap_path)
         if snap_tmp is not None:
             if ready.get("snapshot_bytes_written"):
                 await asyncio.to_thread(assets.finalize_snapshot, snap_tmp, snap_path)

@@ -69,6 +69,15 @@ async def test_a_snapshot_file_it_cannot_read_falls_back_to_a_cold_boot(
         await h.close()
 
 
+async def test_a_code_cache_made_under_other_flags_is_refused_not_fatal(
+    make_host: HostMaker,
+) -> None:
+    h = await make_host(node_args=("--no-flush-bytecode",))  # any flag V8 hashes
+    assert h.info is not None and h.info.from_snapshot and h.info.code_cache == "rejected"
+    assert (await run(h, "6 * 7")).result() == "42"
+    await h.close()
+
+
 def _threads(pid: int) -> dict[int, str]:
     names = {}
     for tid in os.listdir(f"/proc/{pid}/task"):

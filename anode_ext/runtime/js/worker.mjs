@@ -8,12 +8,12 @@
 // and pip replies, output flow control).
 
 import childProcess from "node:child_process";
+import { once } from "node:events";
 import fs from "node:fs";
 import { createRequire, syncBuiltinESMExports } from "node:module";
 import os from "node:os";
 import { pathToFileURL } from "node:url";
 import vm from "node:vm";
-import { once } from "node:events";
 import { parentPort, workerData } from "node:worker_threads";
 
 const cfg = workerData.config;
@@ -235,7 +235,7 @@ for p in ("${MOUNT_SITE}", "/opt/anode/lib"):
 pyodideScript = null; // its source (1 MB) is not needed any more
 kernel = py.pyimport("anode_pyodide.kernel");
 
-
+// ------------------------------------------------------------ bridge ----
 
 function checkInterrupt() {
   // Runs pending Python signal handlers; raises KeyboardInterrupt in Python

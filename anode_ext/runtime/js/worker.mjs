@@ -393,7 +393,17 @@ async function handle(msg) {
     executing = msg.id;
     post({ type: "started", id: msg.id });
     try {
-      content = JSON.parse(await kernel.execute(json));
+      // A string, or for a cell with a top-level await, a Python awaitable.
+      let out = kernel.execute(json);
+      if (typeof out !== "string") {
+        const awaitable = out;
+        try {
+          out = await awaitable;
+        } finally {
+          awaitable.destroy();
+        }
+      }
+      content = JSON.parse(out);
     } finally {
       executing = null;
       Atomics.store(want, 0, 0);

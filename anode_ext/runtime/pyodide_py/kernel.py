@@ -79,11 +79,11 @@ _WARM_UP_REQUEST = json.dumps(
 )
 
 
-async def warm_up_execute() -> None:
+def warm_up_execute() -> None:
     """Every boot, before the first request: one silent execute through the
-    whole request path (asyncio, run_cell, the reply), which a silent request
-    leaves no trace of: no output, no history, no execution count, no names."""
-    await execute(_WARM_UP_REQUEST)
+    whole request path (run_cell, the reply), which a silent request leaves
+    no trace of: no output, no history, no execution count, no names."""
+    execute(_WARM_UP_REQUEST)
 
 
 def attach(js_bridge: Any, options_json: str) -> str:
@@ -141,45 +141,60 @@ def _stdin(allowed: bool) -> Iterator[None]:
         builtins.input, getpass.getpass = saved
 
 
-async def _run(sh: shell.AnodeShell, code: str, silent: bool, store_history: bool) -> Any:
-    """IPython's run_cell, but the cell is transformed and checked for a
-    top-level await once, not twice (a few ms a cell in wasm)."""
+class _Cell:
+    """A cell transformed, and whether it needs the event loop (a top-level
+    await). Done before the cell's time begins: an interrupt meanwhile is
+    held and raised as it begins."""
+
+    def __init__(self, sh: shell.AnodeShell, code: str) -> None:
+        self.code = code
+        try:
+            self.transformed: str = sh.transform_cell(code)
+            self.preprocessing_exc: Any = None
+        except Exception:
+            self.transformed, self.preprocessing_exc = code, sys.exc_info()
+        # Without either word no top-level await is possible; asking IPython
+        # compiles the cell once more (~0.6 ms a cell in wasm).
+        self.needs_loop = (
+            "await" in self.transformed or "async" in self.transformed
+        ) and sh.should_run_async(
+            code, transformed_cell=self.transformed, preprocessing_exc_tuple=self.preprocessing_exc
+        )
+
+    def start(self, sh: shell.AnodeShell, silent: bool, store_history: bool) -> Any:
+        """IPython's run_cell_async, with the cell transformed once, not twice."""
+        return sh.run_cell_async(
+            self.code,
+            store_history=store_history,
+            silent=silent,
+            transformed_cell=self.transformed,
+            preprocessing_exc_tuple=self.preprocessing_exc,
+        )
+
+
+@contextmanager
+def _running(sh: shell.AnodeShell, silent: bool) -> Iterator[list[Any]]:
+    """What run_cell does around the cell: what it prints is kept in its
+    history too, an exception becomes an error reply (not a dead runtime),
+    post_execute and post_run_cell follow. Yields a box for the result."""
+    box: list[Any] = [None]
     try:
-        transformed: str = sh.transform_cell(code)
-        preprocessing_exc: Any = None
-    except Exception:
-        transformed, preprocessing_exc = code, sys.exc_info()
-    # Without either word no top-level await is possible; asking IPython
-    # compiles the cell once more (~0.6 ms a cell in wasm).
-    needs_loop = ("await" in transformed or "async" in transformed) and sh.should_run_async(
-        code, transformed_cell=transformed, preprocessing_exc_tuple=preprocessing_exc
-    )
-    result = None
-    try:
-        # As run_cell: what the cell prints is kept in its history too.
         with sh._tee(channel="stdout"), sh._tee(channel="stderr"):
             try:
-                cell = sh.run_cell_async(
-                    code,
-                    store_history=store_history,
-                    silent=silent,
-                    transformed_cell=transformed,
-                    preprocessing_exc_tuple=preprocessing_exc,
-                )
-                result = await cell if needs_loop else _pseudo_sync_runner(cell)
-            except Exception:  # as run_cell: an error reply, not a dead runtime
+                yield box
+            except Exception:
                 sh.showtraceback(running_compiled_code=True)
-        return result
     finally:
         sh.events.trigger("post_execute")
         if not silent:
-            sh.events.trigger("post_run_cell", result)
+            sh.events.trigger("post_run_cell", box[0])
 
 
-async def execute(request_json: str) -> str:
-    global _task
+def execute(request_json: str) -> Any:
+    """The reply as JSON; for a cell with a top-level await, an awaitable of
+    it. A plain cell runs here and now: through the event loop it took a
+    Task and two rounds of Node's event loop, ~3 ms a cell in wasm."""
     req = json.loads(request_json)
-    code: str = req["code"]
     silent = bool(req.get("silent", False))
     store_history = bool(req.get("store_history", True)) and not silent
     sh = shell.current()
@@ -188,14 +203,38 @@ async def execute(request_json: str) -> str:
     sh.interrupting = False
     if not silent:
         bridge.post({"type": "execute_input", "execution_count": sh.execution_count})
+    cell = _Cell(sh, req["code"])
+    if cell.needs_loop:
+        return _execute_async(req, sh, cell, silent, store_history)
+    result: Any = None
+    interrupted = False
+    try:
+        with _stdin(bool(req.get("allow_stdin", False))), interrupts.armed():
+            with _running(sh, silent) as box:
+                box[0] = result = _pseudo_sync_runner(cell.start(sh, silent, store_history))
+    except KeyboardInterrupt:
+        # Interrupted outside the user's code (IPython catches it inside).
+        interrupted = True
+        sh.interrupting = True
+        sh.showtraceback()
+    finally:
+        sh.interrupting = False
+        streams.flush_all()
+    return _reply(req, sh, result, interrupted)
+
+
+async def _execute_async(
+    req: dict[str, Any], sh: shell.AnodeShell, cell: _Cell, silent: bool, store_history: bool
+) -> str:
+    global _task
     _task = asyncio.current_task()
     result: Any = None
     interrupted = False
     try:
         with _stdin(bool(req.get("allow_stdin", False))), interrupts.armed():
-            result = await _run(sh, code, silent, store_history)
+            with _running(sh, silent) as box:
+                box[0] = result = await cell.start(sh, silent, store_history)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        # Interrupted outside the user's code (IPython catches it inside).
         interrupted = True
         sh.interrupting = True
         sh.showtraceback()
@@ -203,7 +242,10 @@ async def execute(request_json: str) -> str:
         _task = None
         sh.interrupting = False
         streams.flush_all()
+    return _reply(req, sh, result, interrupted)
 
+
+def _reply(req: dict[str, Any], sh: shell.AnodeShell, result: Any, interrupted: bool) -> str:
     reply: dict[str, Any] = {"execution_count": sh.execution_count - 1}
     error = sh.last_error
     ok = not interrupted and result is not None and result.success and not sh.error_in_displayhook

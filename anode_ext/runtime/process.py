@@ -50,16 +50,43 @@ def _kill(pid: int) -> None:
 COMPILER_NICENESS = 10
 
 
+class ResidentMemory:
+    """A process's resident memory (Linux), from its ``/proc/PID/statm`` kept
+    open: a look is one pread (~16 us here), where reading ``status`` afresh
+    took ~0.3 ms, ten times a second on the kernel's event loop."""
+
+    def __init__(self, pid: int) -> None:
+        try:
+            self._fd: int | None = os.open(f"/proc/{pid}/statm", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    def mb(self) -> int | None:
+        """In MB; None if unknown (not Linux, or the process is gone)."""
+        if self._fd is None:
+            return None
+        try:
+            pages = int(os.pread(self._fd, 128, 0).split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pages * _PAGE_BYTES // (1024 * 1024)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 def rss_mb(pid: int) -> int | None:
     """Resident memory of a process in MB (Linux), None if unknown."""
+    rss = ResidentMemory(pid)
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) // 1024
-    except (OSError, ValueError):
-        return None
-    return None
+        return rss.mb()
+    finally:
+        rss.close()
 
 
 def lower_compiler_priority(pid: int, niceness: int = COMPILER_NICENESS) -> None:
@@ -261,14 +288,19 @@ class NodeProcess:
         """Wasm memory is outside V8's heap limits: watch the resident size."""
         proc = self.proc
         assert proc is not None
-        while proc.returncode is None:
-            rss = rss_mb(proc.pid)
-            if rss is not None and rss > self.memory_limit_mb:
-                self.kill(
-                    f"memory limit exceeded: resident memory {rss} MB > {self.memory_limit_mb} MB"
-                )
-                return
-            await asyncio.sleep(0.1)
+        resident = ResidentMemory(proc.pid)
+        try:
+            while proc.returncode is None:
+                rss = resident.mb()
+                if rss is not None and rss > self.memory_limit_mb:
+                    self.kill(
+                        f"memory limit exceeded: resident memory {rss} MB "
+                        f"> {self.memory_limit_mb} MB"
+                    )
+                    return
+                await asyncio.sleep(0.1)
+        finally:
+            resident.close()
 
     async def _on_exit(self) -> None:
         assert self.proc is not None

@@ -204,37 +204,28 @@ def execute(request_json: str) -> Any:
     if not silent:
         bridge.post({"type": "execute_input", "execution_count": sh.execution_count})
     cell = _Cell(sh, req["code"])
-    if cell.needs_loop:
-        return _execute_async(req, sh, cell, silent, store_history)
-    result: Any = None
-    interrupted = False
-    try:
-        with _stdin(bool(req.get("allow_stdin", False))), interrupts.armed():
-            with _running(sh, silent) as box:
-                box[0] = result = _pseudo_sync_runner(cell.start(sh, silent, store_history))
-    except KeyboardInterrupt:
-        # Interrupted outside the user's code (IPython catches it inside).
-        interrupted = True
-        sh.interrupting = True
-        sh.showtraceback()
-    finally:
-        sh.interrupting = False
-        streams.flush_all()
-    return _reply(req, sh, result, interrupted)
+    run = _execute(req, sh, cell, silent, store_history)
+    return run if cell.needs_loop else _pseudo_sync_runner(run)
 
 
-async def _execute_async(
+async def _execute(
     req: dict[str, Any], sh: shell.AnodeShell, cell: _Cell, silent: bool, store_history: bool
 ) -> str:
+    """Awaits nothing unless the cell needs the loop: then it runs as a Task,
+    which an interrupt cancels while the cell awaits."""
     global _task
-    _task = asyncio.current_task()
+    if cell.needs_loop:
+        _task = asyncio.current_task()
     result: Any = None
     interrupted = False
     try:
         with _stdin(bool(req.get("allow_stdin", False))), interrupts.armed():
             with _running(sh, silent) as box:
-                box[0] = result = await cell.start(sh, silent, store_history)
+                started = cell.start(sh, silent, store_history)
+                result = await started if cell.needs_loop else _pseudo_sync_runner(started)
+                box[0] = result
     except (KeyboardInterrupt, asyncio.CancelledError):
+        # Interrupted outside the user's code (IPython catches it inside).
         interrupted = True
         sh.interrupting = True
         sh.showtraceback()

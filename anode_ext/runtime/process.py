@@ -50,6 +50,9 @@ def _kill(pid: int) -> None:
 COMPILER_NICENESS = 10
 
 
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 class ResidentMemory:
     """A process's resident memory (Linux), from its ``/proc/PID/statm`` kept
     open: a look is one pread (~16 us here), where reading ``status`` afresh
@@ -75,9 +78,6 @@ class ResidentMemory:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def rss_mb(pid: int) -> int | None:

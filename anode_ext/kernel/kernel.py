@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
-import json
 import os
 import signal
 import tempfile
@@ -22,59 +21,29 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import zmq
-from ipykernel.kernelbase import Kernel
 from traitlets import Bool, Unicode
 
-from .. import __version__
 from ..log import Identity, Store
 from ..log import catalogue as ev
 from ..log.errors import Refused
 from ..log.local import LocalHub, LogClient
 from ..log.state import ASSIGNED, EXECUTING, FINAL_STATES
-from ..runtime import assets
 from ..runtime.agent import Agent
 from ..runtime.host import PyodideHost
 from ..runtime.run import wait_state
 from . import early, messages
+from .answers import Answers
 
 if TYPE_CHECKING:
     from ..log.remote import RemoteLog
-
-
-def _python_version() -> str:
-    try:
-        lock = json.loads((assets.PYODIDE_DIR / "pyodide-lock.json").read_text())
-        return str(lock["info"]["python"])
-    except (OSError, KeyError, ValueError):
-        return "3"
 
 
 def _new_id() -> str:
     return uuid.uuid4().hex
 
 
-class AnodeKernel(Kernel):
-    implementation = "anode-pyodide"
-    implementation_version = __version__
-    language = "python"
-    banner = (
-        f"Python {_python_version()} in Pyodide (Anode {__version__}): sandboxed, "
-        "and every execution recorded in the notebook's log"
-    )
-    language_info = {
-        "name": "python",
-        "version": _python_version(),
-        "mimetype": "text/x-python",
-        "codemirror_mode": {"name": "ipython", "version": 3},
-        "pygments_lexer": "ipython3",
-        "nbconvert_exporter": "python",
-        "file_extension": ".py",
-    }
-    help_links = [
-        {"text": "Python Reference", "url": "https://docs.python.org/3.13/"},
-        {"text": "IPython Reference", "url": "https://ipython.readthedocs.io/en/stable/"},
-        {"text": "Pyodide", "url": "https://pyodide.org/en/stable/"},
-    ]
+class AnodeKernel(Answers):
+    """Executes through the log; the rest of the protocol is `Answers`'."""
 
     store_path = Unicode(
         "",
@@ -369,49 +338,6 @@ class AnodeKernel(Kernel):
         value = str((reply.get("content") or {}).get("value", ""))
         with contextlib.suppress(Refused):  # answered by someone else meanwhile
             await self.client.push([(_new_id(), ev.InputReplied(execution_id=x, value=value))])
-
-    # -- introspection, answered by IPython inside Pyodide ----------------------
-    async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:
-        host = await self._runtime()
-        return await host.complete(code, len(code) if cursor_pos is None else cursor_pos)
-
-    async def do_inspect(
-        self, code: str, cursor_pos: int | None, detail_level: int = 0, omit_sections: Any = ()
-    ) -> dict[str, Any]:
-        host = await self._runtime()
-        pos = len(code) if cursor_pos is None else cursor_pos
-        return await host.inspect(code, pos, detail_level)
-
-    async def do_is_complete(self, code: str) -> dict[str, Any]:
-        host = await self._runtime()
-        return await host.is_complete(code)
-
-    async def do_history(
-        self,
-        hist_access_type: str,
-        output: bool,
-        raw: bool,
-        session: int | None = None,
-        start: int | None = None,
-        stop: int | None = None,
-        n: int | None = None,
-        pattern: str | None = None,
-        unique: bool = False,
-    ) -> dict[str, Any]:
-        request = {
-            "hist_access_type": hist_access_type,
-            "session": session,
-            "start": start,
-            "stop": stop,
-            "n": n,
-            "pattern": pattern,
-            "unique": unique,
-        }
-        state = self.client.state
-        found = messages.history(messages.history_entries(state), request)
-        if output:
-            found = messages.with_outputs(state, found)
-        return {"status": "ok", "history": found}
 
 
 def _joined_notebook() -> tuple[str, str, str] | None:

@@ -7,6 +7,8 @@ short timeouts measure the kernel, not the boot.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jupyter_kernel_test as jkt
 from jupyter_client.manager import start_new_kernel
 
@@ -54,3 +56,32 @@ class AnodePyodideKernelTests(jkt.KernelTests):
     supported_history_operations = ("tail", "range", "search")
     code_inspect_sample = "zip"
     code_clear_output = "from IPython.display import clear_output; clear_output()"
+
+    # -- beyond the harness: the features this kernel does not have ----------------
+    def _control(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
+        msg = self.kc.session.msg(msg_type, content)
+        self.kc.control_channel.send(msg)
+        reply = self.kc.get_control_msg(timeout=10)
+        assert reply["parent_header"]["msg_id"] == msg["header"]["msg_id"]
+        assert reply["msg_type"] == msg_type.replace("_request", "_reply")
+        return dict(reply["content"])
+
+    def test_kernel_info_offers_no_debugger_and_no_subshells(self) -> None:
+        # ipykernel's kernel_info lists both whenever it can; front ends would offer them.
+        self.kc.kernel_info()
+        reply = self.kc.get_shell_msg(timeout=10)
+        assert reply["content"]["supported_features"] == []
+
+    def test_debug_request_gets_a_failed_response(self) -> None:
+        request = {"type": "request", "seq": 7, "command": "initialize", "arguments": {}}
+        content = self._control("debug_request", request)
+        assert content["success"] is False
+        assert content["request_seq"] == 7 and content["command"] == "initialize"
+        assert "no debugger" in content["message"]
+
+    def test_create_subshell_is_refused_and_the_kernel_goes_on(self) -> None:
+        content = self._control("create_subshell_request", {})
+        assert content["status"] == "error" and "no subshells" in content["evalue"]
+        assert self._control("list_subshell_request", {})["subshell_id"] == []
+        reply = self.kc.execute_interactive("6 * 7", timeout=60, output_hook=lambda m: None)
+        assert reply["content"]["status"] == "ok"

@@ -214,6 +214,27 @@ async def test_workdir_is_the_cwd_and_writable(host: PyodideHost) -> None:
     assert (host.workdir / "from_sandbox.txt").read_text() == "hi"
 
 
+async def test_wall_clock_has_sub_millisecond_resolution(host: PyodideHost) -> None:
+    # Emscripten reads the wall clock in whole milliseconds: `%time` printed
+    # "Wall time: 0 ns" and datetime.now() always ended in 000 microseconds.
+    code = (
+        "import datetime, time\n"
+        "t0 = time.perf_counter()\n"
+        "seen = {time.time() for _ in range(5000)}\n"
+        "per_ms = len(seen) / ((time.perf_counter() - t0) * 1000)\n"
+        "sub_ms = {datetime.datetime.now().microsecond % 1000 for _ in range(50)}\n"
+        "print(per_ms > 5, len(sub_ms) > 5, time.time())"
+    )
+    before = time.time()
+    r = await run(host, code)
+    after = time.time()
+    many_per_ms, sub_ms, wall = r.text().split()
+    assert (many_per_ms, sub_ms) == ("True", "True"), r.text()
+    assert before - 0.01 <= float(wall) <= after + 0.01  # and still the host's clock
+    r = await run(host, "%time x = sum(range(100))")
+    assert re.search(r"Wall time: [1-9][0-9.]* \S?s\n", r.text()), r.text()
+
+
 async def test_stdout_streams_while_the_cell_runs(host: PyodideHost) -> None:
     r = await run(
         host,

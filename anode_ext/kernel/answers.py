@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ipykernel._version import kernel_protocol_version
+from ipykernel._version import kernel_protocol_version  # where it is defined (mypy: no re-export)
 from ipykernel.kernelbase import Kernel
 
 from .. import __version__
@@ -64,6 +64,7 @@ class Answers(Kernel):
     client: LogClient
 
     async def _runtime(self) -> PyodideHost:
+        """The booted host (the subclass waits for the boot)."""
         raise NotImplementedError
 
     @property

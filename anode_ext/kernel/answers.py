@@ -35,6 +35,9 @@ def _python_version() -> str:
         return "3"
 
 
+_PYTHON_VERSION = _python_version()  # once: the lock file is 120 KB of JSON
+
+
 class Answers(Kernel):
     """The kernel's identity and the requests it answers outside the log's
     queue. The subclass provides `client` (the log) and `_runtime()`."""
@@ -43,12 +46,12 @@ class Answers(Kernel):
     implementation_version = __version__
     language = "python"
     banner = (
-        f"Python {_python_version()} in Pyodide (Anode {__version__}): sandboxed, "
+        f"Python {_PYTHON_VERSION} in Pyodide (Anode {__version__}): sandboxed, "
         "and every execution recorded in the notebook's log"
     )
     language_info = {
         "name": "python",
-        "version": _python_version(),
+        "version": _PYTHON_VERSION,
         "mimetype": "text/x-python",
         "codemirror_mode": {"name": "ipython", "version": 3},
         "pygments_lexer": "ipython3",

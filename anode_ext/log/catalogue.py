@@ -94,11 +94,26 @@ class CellSourceChanged(Event, frozen=True):
 
 
 class CellSourceEdited(Event, frozen=True):
-    """A Yjs update (base64) to the cell's `source` text."""
+    """A keystroke (or a few): a client's Yjs `update` to the notebook document
+    that edits one cell's source, and the same edit as a text `delta`
+    (retain / delete / insert, in code points) for the fold. Written by the
+    server from a `DocumentUpdated`; clients push that."""
 
     name: ClassVar[str] = "v1.CellSourceEdited"
     right: ClassVar[str] = "write"
     cell_id: str
+    update: str
+    delta: list[dict[str, JSONValue]]
+
+
+class DocumentUpdated(Event, frozen=True):
+    """A Yjs update (base64) to the notebook document (JupyterLab's shared-model
+    layout). From a client with a CRDT, the server follows it with the typed
+    events it derives; from the server, it writes typed events of clients
+    without one (REST, runtimes) into the document."""
+
+    name: ClassVar[str] = "v1.DocumentUpdated"
+    right: ClassVar[str] = "write"
     update: str
 
 
@@ -261,6 +276,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CellCreated,
     CellSourceChanged,
     CellSourceEdited,
+    DocumentUpdated,
     CellTypeChanged,
     CellMetadataSet,
     CellMoved,

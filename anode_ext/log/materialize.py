@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from . import catalogue as ev
-from . import crdt
+from .document import apply_delta
 from .envelope import Envelope
 from .state import (
     ASSIGNED,
@@ -36,7 +36,6 @@ from .state import (
 
 _ENC = msgspec.msgpack.Encoder()
 _DEC: dict[type[Any], msgspec.msgpack.Decoder[Any]] = {}
-_NO_DOC = object()
 
 
 def _clone(row: Any) -> Any:
@@ -57,7 +56,6 @@ class Batch:
         self.t = state.t
         self.dirty = Dirty()
         self._saved: dict[tuple[str, str], Any] = {}
-        self._saved_docs: dict[str, Any] = {}
         self._saved_head = (state.t.head, state.t.last_at)
         self._notebook: NotebookRow | None = None
 
@@ -109,28 +107,13 @@ class Batch:
             self._saved[("displays", display_id)] = None if old is None else list(old)
         return self.t.displays.setdefault(display_id, [])
 
-    def _save_doc(self, cell_id: str) -> None:
-        if cell_id not in self._saved_docs:
-            live = self.state.docs.get(cell_id) if self.undo else None
-            self._saved_docs[cell_id] = _NO_DOC if live is None else live.get_update()
-
-    def doc(self, cell: CellRow) -> Any:
-        self._save_doc(cell.id)
-        return self.state.doc(cell)
-
-    def forget_doc(self, cell_id: str) -> None:
-        self._save_doc(cell_id)
-        self.state.docs.pop(cell_id, None)
-
     def pending_changed(self) -> None:
         """An execution went back to pending: rebuild the order now (rare)."""
         self.state.reindex()
 
     # -- ending the batch ----------------------------------------------------
     def commit(self) -> Dirty:
-        """Keep the changes; bring the documents' rows up to date for writing."""
-        self.state.sync_docs(set(self._saved_docs))
-        self._saved_docs = {} if not self.undo else self._saved_docs
+        """Keep the changes; what they touched, for writing."""
         return self.dirty
 
     def rollback(self) -> None:
@@ -143,14 +126,6 @@ class Batch:
                 rows[key] = row
         if self._notebook is not None:
             self.t.notebook = self._notebook
-        for cell_id, saved in self._saved_docs.items():
-            if saved is _NO_DOC:
-                self.state.docs.pop(cell_id, None)
-            else:
-                cell = self.t.cells[cell_id]
-                self.state.docs[cell_id] = crdt.load_doc(
-                    crdt.seed_client_id(cell_id, cell.epoch), saved
-                )
         self.t.head, self.t.last_at = self._saved_head
         self.state.reindex()
 
@@ -174,9 +149,18 @@ def _initialized(b: Batch, e: ev.NotebookInitialized, env: Envelope) -> None:
     nb.initialized = True
 
 
+def _without(metadata: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """Metadata with `key` set, or removed when `value` is null (nbformat has no null metadata
+    values that matter, and a document edit that deletes a key says so)."""
+    out = {k: v for k, v in metadata.items() if k != key}
+    if value is not None:
+        out[key] = value
+    return out
+
+
 def _metadata_set(b: Batch, e: ev.NotebookMetadataSet, env: Envelope) -> None:
     nb = b.notebook()
-    nb.metadata = {**nb.metadata, e.key: e.value}
+    nb.metadata = _without(nb.metadata, e.key, e.value)
     if e.key == "title" and isinstance(e.value, str):
         nb.title = e.value
 
@@ -189,25 +173,18 @@ def _cell_created(b: Batch, e: ev.CellCreated, env: Envelope) -> None:
         position=e.position,
         metadata=dict(e.metadata),
         attachments=e.attachments,
-        epoch=env.seq,
     )
     b.put("cells", e.cell_id, row)
 
 
 def _source_changed(b: Batch, e: ev.CellSourceChanged, env: Envelope) -> None:
-    cell = b.cell(e.cell_id)
-    if cell.id in b.state.docs:
-        crdt.replace_text(b.doc(cell), e.source)
-    else:
-        cell.epoch = env.seq
-    cell.source = e.source
+    b.cell(e.cell_id).source = e.source
 
 
 def _source_edited(b: Batch, e: ev.CellSourceEdited, env: Envelope) -> None:
+    """The delta, not the Yjs update: the tables fold without the document."""
     cell = b.cell(e.cell_id)
-    doc = b.doc(cell)
-    crdt.apply_update(doc, crdt.decode_update(e.update))
-    cell.source = crdt.text_of(doc)
+    cell.source = apply_delta(cell.source, e.delta)
 
 
 def _type_changed(b: Batch, e: ev.CellTypeChanged, env: Envelope) -> None:
@@ -220,7 +197,7 @@ def _type_changed(b: Batch, e: ev.CellTypeChanged, env: Envelope) -> None:
 
 def _cell_metadata_set(b: Batch, e: ev.CellMetadataSet, env: Envelope) -> None:
     cell = b.cell(e.cell_id)
-    cell.metadata = {**cell.metadata, e.key: e.value}
+    cell.metadata = _without(cell.metadata, e.key, e.value)
 
 
 def _moved(b: Batch, e: ev.CellMoved, env: Envelope) -> None:
@@ -229,7 +206,6 @@ def _moved(b: Batch, e: ev.CellMoved, env: Envelope) -> None:
 
 def _deleted(b: Batch, e: ev.CellDeleted, env: Envelope) -> None:
     b.drop("cells", e.cell_id)
-    b.forget_doc(e.cell_id)
     b.drop("outputs", f"cell:{e.cell_id}")
 
 

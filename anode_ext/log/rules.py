@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import catalogue as ev
-from . import crdt, position
+from . import document, position
 from .errors import Refused
 from .state import ASSIGNED, EXECUTING, HELD_STATES, PENDING, ExecutionRow, State
 
@@ -40,15 +40,18 @@ class _Bad(Exception):
     """An event that is wrong whatever the state (HTTP 400)."""
 
 
-def check(state: State, event: ev.Event, who: Identity, index: int) -> None:
-    """Raise `Refused` if `who` may not append `event` to `state`."""
+def check(
+    state: State, event: ev.Event, who: Identity, index: int, *, derived: bool = False
+) -> None:
+    """Raise `Refused` if `who` may not append `event` to `state`. `derived`: the
+    server made it from `who`'s document update (rights still apply)."""
     needed = EXECUTE if event.right == "runtime" else event.right
     if needed not in who.rights and ADMIN not in who.rights:
         raise Refused(
             index, f"{event.name} needs the '{needed}' right, which {who.user!r} lacks", 403
         )
     rule = _RULES.get(type(event))
-    if rule is None:
+    if rule is None or (derived and type(event) is ev.CellSourceEdited):
         return
     try:
         rule(state, event, who)
@@ -119,10 +122,13 @@ def _cell_moved(state: State, e: ev.CellMoved, who: Identity) -> None:
 
 
 def _cell_source_edited(state: State, e: ev.CellSourceEdited, who: Identity) -> None:
-    """The update's bytes are checked here; whether it applies, when folded (then undone)."""
-    _cell(state, e.cell_id)
+    raise _Bad("written by the server from a client's document update; push v1.DocumentUpdated")
+
+
+def _document_updated(state: State, e: ev.DocumentUpdated, who: Identity) -> None:
+    """The bytes are checked here; what the update does, by the store that keeps the document."""
     try:
-        crdt.decode_update(e.update)
+        document.decode_update(e.update)
     except ValueError as err:
         raise _Bad(str(err)) from None
 
@@ -234,6 +240,7 @@ _RULES: dict[type[ev.Event], Callable[[State, Any, Identity], None]] = {
     ev.CellCreated: _cell_created,
     ev.CellSourceChanged: _cell_exists,
     ev.CellSourceEdited: _cell_source_edited,
+    ev.DocumentUpdated: _document_updated,
     ev.CellTypeChanged: _cell_exists,
     ev.CellMetadataSet: _cell_exists,
     ev.CellMoved: _cell_moved,

@@ -1,20 +1,15 @@
 """The tables that folding a log gives, held in memory as typed rows.
 
 Rows are msgspec Structs so a whole state encodes to one blob (checkpoints)
-and compares field by field (replay == incremental). Cell documents (pycrdt)
-are live objects beside the rows and are encoded through their Yjs state.
+and compares field by field (replay == incremental). The notebook's Yjs
+document is not part of them: it folds from the log's updates (document.py).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
-
-from . import crdt
-
-if TYPE_CHECKING:
-    from pycrdt import Doc
 
 PENDING = "pending"
 ASSIGNED = "assigned"
@@ -42,8 +37,6 @@ class CellRow(msgspec.Struct):
     attachments: dict[str, Any] | None = None
     execution_count: int | None = None
     outputs_key: str | None = None
-    epoch: int = 0
-    ydoc: bytes | None = None
 
 
 class ExecutionRow(msgspec.Struct):
@@ -137,18 +130,12 @@ class Dirty:
 
 
 class State:
-    """Tables plus the live CRDT documents of the cells that have one."""
+    """The tables, and the derived index of pending executions."""
 
     def __init__(self, tables: Tables | None = None) -> None:
         self.t = tables if tables is not None else Tables()
-        self.docs: dict[str, Doc[Any]] = {}
         self.pending: dict[str, None] = {}
         self.reindex()
-        for cell in self.t.cells.values():
-            if cell.ydoc is not None:
-                self.docs[cell.id] = crdt.load_doc(
-                    crdt.seed_client_id(cell.id, cell.epoch), cell.ydoc
-                )
 
     def reindex(self) -> None:
         """Rebuild the derived index of pending executions, in request order."""
@@ -159,24 +146,7 @@ class State:
     def first_pending(self) -> str | None:
         return next(iter(self.pending), None)
 
-    def doc(self, cell: CellRow) -> Doc[Any]:
-        """The cell's document, seeded now if this is its first CRDT edit."""
-        doc = self.docs.get(cell.id)
-        if doc is None:
-            doc = crdt.seed_doc(cell.id, cell.epoch, cell.source)
-            self.docs[cell.id] = doc
-        return doc
-
-    def sync_docs(self, cell_ids: set[str] | None = None) -> None:
-        """Copy live documents into their rows (before encoding or writing them)."""
-        for cell_id, doc in self.docs.items():
-            if cell_ids is None or cell_id in cell_ids:
-                cell = self.t.cells.get(cell_id)
-                if cell is not None:
-                    cell.ydoc = doc.get_update()
-
     def encode(self) -> bytes:
-        self.sync_docs()
         return _TABLES_ENC.encode(self.t)
 
     @classmethod

@@ -12,14 +12,17 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from . import catalogue as ev
 from . import rules, tables
 from .catalogue import Event
+from .document import NotebookDoc, decode_update, encode_update
 from .envelope import ARG_DECODERS, Envelope
 from .errors import Refused, StoreError
 from .materialize import Batch, fold
@@ -28,6 +31,19 @@ from .state import State
 from .validate import Limits, convert_batch, decode_batch
 
 CHECKPOINT_EVERY = 2000
+# The document is snapshotted (one update holding its state) after this many
+# document events, so opening it applies at most that many.
+DOCUMENT_SNAPSHOT_EVERY = 500
+_DOC_EVENTS = (ev.DocumentUpdated.name, ev.CellSourceEdited.name)
+
+
+class _Update(msgspec.Struct):
+    """The `update` of a document event's args (DocumentUpdated or CellSourceEdited)."""
+
+    update: str
+
+
+_UPDATE = msgspec.json.Decoder(_Update)
 _SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 _ENC = msgspec.json.Encoder()
 
@@ -39,14 +55,26 @@ def _now_ms() -> int:
 class Store:
     """A notebook's event log and materialized state, kept in one SQLite file."""
 
-    def __init__(self, db: sqlite3.Connection, path: str, limits: Limits, writable: bool) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        path: str,
+        limits: Limits,
+        writable: bool,
+        document: bool = False,
+    ) -> None:
         self._db = db
         self.path = path
         self.limits = limits
         self.writable = writable
         self._lock = threading.RLock()
         self.state = State(tables.load(db))
+        self.keeps_document = document
+        self.document: NotebookDoc | None = None
+        self._doc_since_snapshot = 0
         self._catch_up()
+        if document and self.document is None:
+            self.document, self._doc_since_snapshot = self._load_document()
 
     # -- opening -----------------------------------------------------------
     @classmethod
@@ -58,8 +86,10 @@ class Store:
         readonly: bool = False,
         limits: Limits | None = None,
         synchronous: str = "NORMAL",
+        document: bool = False,
     ) -> Store:
-        """Open (or with `create`, make) a store; StoreError says why one cannot be used."""
+        """Open (or with `create`, make) a store; StoreError says why one cannot be used.
+        `document`: keep the notebook's Yjs document too (a server that serves browsers)."""
         p = os.fspath(path)
         exists = os.path.exists(p)
         if not exists and not create:
@@ -80,7 +110,7 @@ class Store:
             raise StoreError(f"{p}: cannot open: {err}") from None
         try:
             cls._prepare(db, p, exists, readonly, synchronous.upper())
-            return cls(db, p, limits or Limits(), not readonly)
+            return cls(db, p, limits or Limits(), not readonly, document)
         except sqlite3.DatabaseError as err:
             db.close()
             raise StoreError(f"{p}: not an Anode store or corrupt ({err})") from None
@@ -154,6 +184,24 @@ class Store:
         """Append typed events (in-process clients: the agent, import)."""
         return self._append([(i, e, _ENC.encode(e)) for i, e in events], who, now)
 
+    def sync_document(self, who: Identity) -> int | None:
+        """Write into the document whatever the tables hold that it does not (a
+        store first served to browsers, or appended to by a process that keeps
+        no document); the seq of the `DocumentUpdated` that did it, if any."""
+        if self.document is None:
+            raise StoreError(f"{self.path}: opened without its document")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._catch_up()
+                seqs = self._append_locked(self._db, [], who, None, False, full=True)
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._reload_document()
+                raise
+        return seqs[0] if seqs else None
+
     def _append(
         self, batch: list[tuple[str, Event, bytes]], who: Identity, now: int | None
     ) -> list[int]:
@@ -179,12 +227,14 @@ class Store:
                 except (_SeenBefore, Refused) as err:
                     if db.in_transaction:
                         db.execute("ROLLBACK")
+                    self._reload_document()
                     if careful:
                         raise
                     last: BaseException = err
                 except BaseException:
                     if db.in_transaction:
                         db.execute("ROLLBACK")
+                    self._reload_document()
                     raise
             raise last  # pragma: no cover - the careful pass returns or raises
 
@@ -195,33 +245,86 @@ class Store:
         who: Identity,
         now: int | None,
         careful: bool,
+        *,
+        full: bool = False,
     ) -> list[int]:
         known = self._known_ids(db, batch) if careful else {}
-        if len(known) == len(batch):
+        if batch and len(known) == len(batch):
             db.execute("ROLLBACK")
             return [known[b[0]] for b in batch]
         state = self.state
+        doc = self.document
         b = Batch(state)
         at = max(now if now is not None else _now_ms(), state.t.last_at)
         seq = state.t.head
         seqs: list[int] = []
         rows = []
         user, client_id = who.user, who.client_id
+        doc_events = 0
+
+        def add(event_id: str, event: Event, args: bytes, index: int) -> None:
+            nonlocal seq
+            seq += 1
+            env = Envelope(seq, event_id, event.name, event, client_id, user, at)
+            try:
+                fold(b, env)
+            except ValueError as err:
+                raise Refused(index, f"{event.name}: {err}") from None
+            rows.append((seq, event_id, event.name, args.decode(), client_id, user, at))
+
+        def project(index: int, everything: bool = False) -> bool:
+            """Write the tables' changes so far into the document, as one event."""
+            assert doc is not None
+            self._doc_touched = True
+            update = doc.project(state, None if everything else b.dirty)
+            if not update:
+                return False
+            projected = ev.DocumentUpdated(update=encode_update(update))
+            add(uuid.uuid4().hex, projected, _ENC.encode(projected), index)
+            return True
+
         try:
             for index, (event_id, event, args) in enumerate(batch):
                 if event_id in known:
                     seqs.append(known[event_id])
                     continue
                 rules.check(state, event, who, index)
-                seq += 1
-                env = Envelope(seq, event_id, event.name, event, client_id, user, at)
-                try:
-                    fold(b, env)
-                except ValueError as err:
-                    raise Refused(index, f"{event.name}: {err}") from None
+                if not isinstance(event, ev.DocumentUpdated):
+                    add(event_id, event, args, index)
+                    seqs.append(seq)
+                    continue
+                if doc is None:
+                    raise Refused(index, f"{event.name}: this log keeps no document", 409)
+                if rows:
+                    # Earlier events of this push first: the update is read against
+                    # a document that says what the tables say.
+                    doc_events += project(index)
+                self._doc_touched = True
+                derived = _derive(doc, event, state, index)
+                doc_events += 1
+                if len(derived) == 1 and isinstance(derived[0], ev.CellSourceEdited):
+                    # A keystroke: one event, carrying the client's update and its delta.
+                    edit = ev.CellSourceEdited(
+                        cell_id=derived[0].cell_id, update=event.update, delta=derived[0].delta
+                    )
+                    rules.check(state, edit, who, index, derived=True)
+                    add(event_id, edit, _ENC.encode(edit), index)
+                    seqs.append(seq)
+                    continue
+                add(event_id, event, args, index)
                 seqs.append(seq)
-                rows.append((seq, event_id, event.name, args.decode(), client_id, user, at))
+                for k, typed in enumerate(derived):
+                    rules.check(state, typed, who, index, derived=True)
+                    add(f"{event_id}/{k}", typed, _ENC.encode(typed), index)
+            if doc is not None and project(len(batch), full):
+                doc_events += 1
+                if full:
+                    seqs.append(seq)
             dirty = b.commit()
+            if not rows:
+                db.execute("ROLLBACK")
+                self._doc_touched = False
+                return seqs
             try:
                 db.executemany(
                     "INSERT INTO events (seq, id, name, args, client_id, user, at) "
@@ -231,11 +334,59 @@ class Store:
             except sqlite3.IntegrityError:
                 raise _SeenBefore from None
             tables.write(db, state, dirty)
+            if doc is not None and doc_events:
+                self._snapshot_document(db, doc, seq, doc_events)
             db.execute("COMMIT")
+            self._doc_touched = False
         except BaseException:
             b.rollback()
             raise
         return seqs
+
+    def _snapshot_document(
+        self, db: sqlite3.Connection, doc: NotebookDoc, seq: int, added: int
+    ) -> None:
+        self._doc_since_snapshot += added
+        if self._doc_since_snapshot < DOCUMENT_SNAPSHOT_EVERY:
+            return
+        db.execute("DELETE FROM doc_snapshots")
+        db.execute("INSERT INTO doc_snapshots (seq, state) VALUES (?, ?)", (seq, doc.encode()))
+        self._doc_since_snapshot = 0
+
+    def _load_document(self, upto: int | None = None) -> tuple[NotebookDoc, int]:
+        """The document from its latest snapshot and the log's updates after it,
+        and how many updates that was."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT seq, state FROM doc_snapshots WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
+                (self.head if upto is None else upto,),
+            ).fetchone()
+            after = row[0] if row else 0
+            doc = NotebookDoc(row[1] if row else None)
+            count = 0
+            for (args,) in self._db.execute(
+                "SELECT args FROM events WHERE seq > ? AND seq <= ? AND name IN (?, ?) "
+                "ORDER BY seq",
+                (after, self.head if upto is None else upto, *_DOC_EVENTS),
+            ):
+                doc.apply(decode_update(_UPDATE.decode(args).update))
+                count += 1
+        return doc, count
+
+    def _reload_document(self) -> None:
+        """After a rollback: the document as the log has it (a refused update may
+        have been applied to it before the refusal)."""
+        if self.document is not None and getattr(self, "_doc_touched", False):
+            self.document, self._doc_since_snapshot = self._load_document()
+            self._doc_touched = False
+
+    def replay_document(self) -> NotebookDoc:
+        """The document from every update in the log, ignoring snapshots."""
+        doc = NotebookDoc()
+        for env in self.iter_events():
+            if isinstance(env.args, ev.DocumentUpdated | ev.CellSourceEdited):
+                doc.apply(decode_update(env.args.update))
+        return doc
 
     def _known_ids(
         self, db: sqlite3.Connection, batch: list[tuple[str, Event, bytes]]
@@ -252,7 +403,7 @@ class Store:
                 known[event_id] = seq
                 index = ids.index(event_id)
                 _, event, raw = batch[index]
-                if name != event.name or msgspec.json.decode(args) != msgspec.json.decode(raw):
+                if not _same_event(name, args, event, raw):
                     raise Refused(
                         index, f"id {event_id!r} was used before (seq {seq}) for another event", 409
                     )
@@ -268,6 +419,8 @@ class Store:
         (db_head,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
         if db_head != self.state.t.head:
             self.state = State(tables.load(self._db))
+            if self.keeps_document:
+                self.document, self._doc_since_snapshot = self._load_document()
 
     # -- reading ---------------------------------------------------------------
     def events(self, after: int = 0, limit: int | None = None) -> list[Envelope]:
@@ -340,6 +493,24 @@ class Store:
             fold(batch, env)
         batch.commit()
         return state
+
+
+def _derive(doc: NotebookDoc, event: ev.DocumentUpdated, state: State, index: int) -> list[Event]:
+    """A client's update applied to the document: the typed events it means, or Refused."""
+    try:
+        return doc.derive(decode_update(event.update), state)
+    except PermissionError as err:
+        raise Refused(index, f"{event.name}: {err}", 403) from None
+    except (ValueError, msgspec.ValidationError) as err:
+        raise Refused(index, f"{event.name}: {err}") from None
+
+
+def _same_event(name: str, args: str, event: Event, raw: bytes) -> bool:
+    """Whether a stored event is the one pushed again (a keystroke is stored as
+    the `CellSourceEdited` its `DocumentUpdated` became)."""
+    if name == ev.CellSourceEdited.name and isinstance(event, ev.DocumentUpdated):
+        return bool(_UPDATE.decode(args).update == event.update)
+    return bool(name == event.name and msgspec.json.decode(args) == msgspec.json.decode(raw))
 
 
 class _SeenBefore(Exception):

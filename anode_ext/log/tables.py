@@ -25,7 +25,7 @@ from .state import (
     Tables,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x414E4F44  # "ANOD"
 
 _JSON_ENC = msgspec.json.Encoder()
@@ -104,6 +104,7 @@ DDL = [
     "CREATE TABLE IF NOT EXISTS output_lists (key TEXT PRIMARY KEY, clear_on_next INTEGER)",
     "CREATE TABLE IF NOT EXISTS displays (display_id TEXT PRIMARY KEY, keys TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY, state BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS doc_snapshots (seq INTEGER PRIMARY KEY, state BLOB NOT NULL)",
     "INSERT OR IGNORE INTO notebook VALUES (0, '', '{}', 5, 0, 0, 0)",
 ]
 

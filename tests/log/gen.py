@@ -123,8 +123,6 @@ RUNTIMES = {"runtime-1": 2, "runtime-2": 3}
 
 def smart_step(draw, state):
     """One push chosen among what the state allows (plus, now and then, anything)."""
-    from anode_ext.log.crdt import edit
-
     t = state.t
     options = []
     free_cells = [c for c in CELLS if c not in t.cells]
@@ -151,24 +149,6 @@ def smart_step(draw, state):
             lambda: (
                 [{"name": "v1.CellSourceChanged", "args": {"cell_id": cid, "source": draw(texts)}}],
                 1,
-            )
-        )
-        options.append(
-            lambda: (
-                [
-                    {
-                        "name": "v1.CellSourceEdited",
-                        "args": {
-                            "cell_id": cid,
-                            "update": edit(
-                                state.doc(t.cells[cid]),
-                                draw(texts),
-                                client_id=draw(st.integers(1000, 1010)),
-                            ),
-                        },
-                    }
-                ],
-                0,
             )
         )
         options.append(
@@ -369,3 +349,28 @@ def smart_step(draw, state):
         {"cells": cell_options, "queue": options, "any": anything}[kind] or cell_options or anything
     )
     return draw(st.sampled_from(pool))()
+
+
+def browser_step(draw, browser):
+    """One edit as a JupyterLab tab makes it, on the tab's copy of the document
+    (which may be behind the log): the `DocumentUpdated` it pushes."""
+    ids = browser.ids()
+    options = [
+        lambda: browser.insert_cell(
+            draw(st.integers(0, len(ids))),
+            f"b{draw(st.integers(0, 9))}",
+            draw(texts),
+            draw(st.sampled_from(["code", "markdown"])),
+        )
+    ]
+    if ids:
+        cid = draw(st.sampled_from(ids))
+        n = len(str(browser.cells[ids.index(cid)]["source"]))
+        options += [
+            lambda: browser.type_text(cid, draw(st.integers(0, n)), draw(texts) or "z"),
+            lambda: browser.move_cell(cid, draw(st.integers(0, len(ids) - 1))),
+            lambda: browser.delete_cell(cid),
+            lambda: browser.set_metadata(cid, "k", draw(st.sampled_from([None, 1, "v", [1.5]]))),
+            lambda: browser.set_type(cid, draw(st.sampled_from(["code", "markdown", "raw"]))),
+        ]
+    return draw(st.sampled_from(options))()

@@ -11,7 +11,9 @@ from anode_ext.log import Identity, Refused, Store, tables
 from anode_ext.log.state import Dirty
 from anode_ext.log.sync import Replica
 
-from .gen import WHO, events, pushes, smart_step, with_id
+from .doccheck import assert_agree
+from .gen import WHO, browser_step, events, pushes, smart_step, with_id
+from .ybrowser import Browser
 
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -41,14 +43,29 @@ def all_dirty(state):
 
 
 def smart_fill(store, data, steps):
+    """Random pushes; with a document, two browser tabs edit it too, each pulling
+    only now and then (so their edits are often made on a stale copy)."""
     accepted = 0
+    ids = iter(range(1000, 10**6))  # Yjs orders concurrent inserts by client id: fixed ones
+    tabs = [Browser(store, next(ids)), Browser(store, next(ids))] if store.document else []
     for _ in range(steps):
-        batch, who = smart_step(data.draw, store.state)
+        tab = data.draw(st.sampled_from(range(len(tabs) + 2)))
+        if tab >= len(tabs):
+            batch, who = smart_step(data.draw, store.state)
+            batch = [with_id(ev) for ev in batch]
+        else:
+            if data.draw(st.booleans()):
+                tabs[tab].pull(store)
+            batch, who = [browser_step(data.draw, tabs[tab])], tab
         try:
-            store.push([with_id(ev) for ev in batch], WHO[who])
+            store.push(batch, WHO[who])
             accepted += 1
         except Refused:
-            pass
+            if tab < len(tabs):
+                tabs[tab] = Browser(store, next(ids))  # a refused tab resyncs
+    for tab in tabs:
+        tab.pull(store)
+        assert tab.doc.get_update() and tab.ids() == [str(c["id"]) for c in store.document.cells]
     return accepted
 
 
@@ -56,19 +73,20 @@ def smart_fill(store, data, steps):
 @given(data=st.data(), steps=st.integers(0, 80))
 def test_replay_from_zero_equals_incremental_tables(tmp_path_factory, data, steps):
     path = tmp_path_factory.mktemp("p") / "nb.anode"
-    with Store.open(path, create=True) as store:
+    with Store.open(path, create=True, document=True) as store:
         smart_fill(store, data, steps)
+        assert_agree(store)
         replayed = store.replay()
         assert replayed.t == store.state.t
         # the SQL tables too: write the replayed state into a fresh file and compare every row
         fresh = sqlite3.connect(":memory:")
         for stmt in tables.DDL:
             fresh.execute(stmt)
-        replayed.sync_docs()
         tables.write(fresh, replayed, all_dirty(replayed))
         assert tables.dump(fresh) == tables.dump(store._db)
-    with Store.open(path) as reopened:
+    with Store.open(path, document=True) as reopened:
         assert reopened.state.t == replayed.t
+        assert reopened.document.notebook() == reopened.replay_document().notebook()
 
 
 def _mutations(event):

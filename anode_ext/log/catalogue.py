@@ -195,6 +195,9 @@ class ExecutionRequested(Event, frozen=True):
     user_expressions: dict[str, str] = {}
     allow_stdin: bool = True
     stop_on_error: bool = True
+    # Executions asked for together (Run All): with `stop_on_error`, an error
+    # ends the rest of the batch that is still pending as cancelled.
+    batch: str | None = None
 
 
 class ExecutionAssigned(Event, frozen=True):

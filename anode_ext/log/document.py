@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import catalogue as ev
 from . import position
-from .state import HELD_STATES, PENDING, CellRow, Dirty, State
+from .state import CellRow, Dirty, State
 
 if TYPE_CHECKING:
     from pycrdt import Array, Doc, Map, Text
@@ -167,9 +167,11 @@ def apply_delta(source: str, delta: Iterable[dict[str, Any]]) -> str:
 class NotebookDoc:
     """One notebook's Yjs document, and the two directions that keep it equal to the tables."""
 
-    def __init__(self, state: bytes | None = None) -> None:
+    def __init__(
+        self, state: bytes | None = None, client_id: int | None = SERVER_CLIENT_ID
+    ) -> None:
         y = _y()
-        self.doc: Doc[Any] = y.Doc(client_id=SERVER_CLIENT_ID)
+        self.doc: Doc[Any] = y.Doc() if client_id is None else y.Doc(client_id=client_id)
         if state:
             self.doc.apply_update(state)
         self.cells: Array[Any] = self.doc.get("cells", type=y.Array)
@@ -178,12 +180,14 @@ class NotebookDoc:
         # What each cell's outputs were when last written here: comparing
         # against it is cheap (the strings are shared), reading Yjs is not.
         self._outputs: dict[str, list[dict[str, Any]]] = {}
+        self._order: list[str] | None = None  # the cells' ids in order, while known
 
     def encode(self) -> bytes:
         return self.doc.get_update()
 
     def apply(self, update: bytes) -> None:
         """Apply an update; ValueError if it is not one."""
+        self._order = None
         try:
             self.doc.apply_update(update)
         except Exception as err:  # pycrdt raises ValueError or RuntimeError by version
@@ -231,6 +235,43 @@ class NotebookDoc:
         _sync_map(meta, nb.metadata)
 
     def _project_cells(self, state: State, only: set[str] | None) -> None:
+        """Cells in the tables' order, and the content of those in `only` (None: all).
+        A push touches a few cells: only those are looked at (found by bisection,
+        since the document is in the tables' order but for them)."""
+        order = self._order if self._order is not None else self.ids()
+        if only is None or len(set(order)) != len(order):
+            self._project_all(state)
+            return
+        rows = state.t.cells
+        running = _running_cells(state)
+        moving = set()
+        index = {cid: i for i, cid in enumerate(order)}
+        for cid in only:
+            i = index.get(cid)
+            if i is None:
+                continue
+            if cid not in rows or not _in_place(order, i, rows):
+                moving.add(cid)
+        shifted = bool(moving)
+        for i in sorted((index[c] for c in moving), reverse=True):
+            del self.cells[i]
+            order.pop(i)
+        for cid in sorted(only, key=lambda c: _key(rows, c) if c in rows else ("", c)):
+            row = rows.get(cid)
+            if row is None:
+                self._outputs.pop(cid, None)
+                continue
+            if cid in moving or cid not in index:
+                at = _bisect(order, rows, _key(rows, cid))
+                self.cells.insert(at, _y().Map(self._cell_content(row, state, cid in running)))
+                order.insert(at, cid)
+                shifted = True
+            else:
+                at = order.index(cid) if shifted else index[cid]
+                self._project_cell(self.cells[at], row, state, cid in running)
+        self._order = order
+
+    def _project_all(self, state: State) -> None:
         y = _y()
         rows = state.ordered_cells()
         wanted = {c.id for c in rows}
@@ -246,12 +287,12 @@ class NotebookDoc:
                 if ids[i] not in wanted:
                     self._outputs.pop(ids[i], None)
         ids = self.ids()
+        where = {cid: i for i, cid in enumerate(ids)}
         for i, row in enumerate(rows):
             if i < len(ids) and ids[i] == row.id:
-                if only is None or row.id in only:
-                    self._project_cell(self.cells[i], row, state, row.id in running)
+                self._project_cell(self.cells[i], row, state, row.id in running)
                 continue
-            if row.id in ids[i:]:
+            if where.get(row.id, -1) >= i:
                 # Moved: Yjs has no move, so the cell is deleted and inserted anew
                 # (as JupyterLab moves cells).
                 j = ids.index(row.id, i)
@@ -259,6 +300,7 @@ class NotebookDoc:
                 ids.pop(j)
             self.cells.insert(i, y.Map(self._cell_content(row, state, row.id in running)))
             ids.insert(i, row.id)
+        self._order = ids
 
     def _cell_content(self, row: CellRow, state: State, running: bool) -> dict[str, Any]:
         y = _y()
@@ -335,12 +377,13 @@ class NotebookDoc:
         self._outputs[row.id] = [dict(o) for o in new]
 
     # -- document -> tables ------------------------------------------------------------
-    def derive(self, update: bytes, state: State) -> list[ev.Event]:
+    def derive(self, update: bytes, state: State, *, outputs: bool = False) -> list[ev.Event]:
         """Apply a client's update; the typed events that say what it changed in the
         tables. An update that only edits one cell's source gives one
         `CellSourceEdited` (its `update` left for the caller to fill). ValueError:
         not an update or not a notebook; PermissionError: it writes what belongs
-        to runtimes."""
+        to runtimes (`outputs`: the sender may write them, as the file on disk may)."""
+        self._may_write_outputs = outputs
         keys: dict[int, set[str]] = {}
         texts: list[tuple[int, list[dict[str, Any]]]] = []
         flags = {"structure": False, "meta": False}
@@ -518,6 +561,9 @@ class NotebookDoc:
             shown = None if row.id in _running_cells(state) else row.execution_count
             if current == _outputs_of(state, row) and count == shown:
                 return out
+            if getattr(self, "_may_write_outputs", False):
+                out.append(_outputs_set(row.id, current, count))
+                return out
             if current or count is not None:
                 raise PermissionError(
                     f"cell {row.id!r}: outputs and execution counts are written by runtimes; "
@@ -602,11 +648,9 @@ def _outputs_of(state: State, row: CellRow) -> list[dict[str, Any]]:
 
 def _running_cells(state: State) -> set[str]:
     """Cells with an execution queued or under way: JupyterLab shows them `[*]`."""
-    return {
-        e.cell_id
-        for e in state.t.executions.values()
-        if e.cell_id is not None and (e.state == PENDING or e.state in HELD_STATES)
-    }
+    t = state.t
+    ids = list(state.pending) + [rt.holding for rt in t.runtimes.values() if rt.holding]
+    return {c for x in ids if (c := t.executions[x].cell_id) is not None}
 
 
 def _touched_cells(state: State, dirty: Dirty) -> set[str]:
@@ -615,8 +659,36 @@ def _touched_cells(state: State, dirty: Dirty) -> set[str]:
         ex = state.t.executions.get(x)
         if ex is not None and ex.cell_id is not None:
             cells.add(ex.cell_id)
-    if dirty.outputs:
-        for row in state.t.cells.values():
-            if row.outputs_key in dirty.outputs:
-                cells.add(row.id)
+    for key in dirty.outputs:
+        if key.startswith("cell:"):
+            cells.add(key[5:])
+        else:
+            ex = state.t.executions.get(key)
+            if ex is not None and ex.cell_id is not None:
+                cells.add(ex.cell_id)
     return cells
+
+
+def _key(rows: dict[str, CellRow], cell_id: str) -> tuple[str, str]:
+    return (rows[cell_id].position, cell_id)
+
+
+def _in_place(order: list[str], i: int, rows: dict[str, CellRow]) -> bool:
+    """Whether the cell at `i` sorts between its neighbours (which are in place)."""
+    key = _key(rows, order[i])
+    before = order[i - 1] if i > 0 else None
+    after = order[i + 1] if i + 1 < len(order) else None
+    return (before is None or before not in rows or _key(rows, before) < key) and (
+        after is None or after not in rows or key < _key(rows, after)
+    )
+
+
+def _bisect(order: list[str], rows: dict[str, CellRow], key: tuple[str, str]) -> int:
+    lo, hi = 0, len(order)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _key(rows, order[mid]) < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo

@@ -346,6 +346,7 @@ def _requested(b: Batch, e: ev.ExecutionRequested, env: Envelope) -> None:
         user_expressions=dict(e.user_expressions),
         allow_stdin=e.allow_stdin,
         stop_on_error=e.stop_on_error,
+        batch=e.batch,
     )
     b.put("executions", e.execution_id, row)
     b.state.pending[e.execution_id] = None
@@ -394,6 +395,13 @@ def _finish(b: Batch, ex: ExecutionRow, state: str, at: int, **fields: Any) -> N
 def _completed(b: Batch, e: ev.ExecutionCompleted, env: Envelope) -> None:
     ex = b.execution(e.execution_id)
     _finish(b, ex, COMPLETED, env.at, status=e.status, reply=dict(e.reply))
+    if e.status == "error" and ex.stop_on_error and ex.batch is not None:
+        # Stop on error is a queue rule: the rest of the batch does not run.
+        for other in list(b.state.pending):
+            row = b.t.executions[other]
+            if row.batch == ex.batch:
+                reason = "cancelled: an earlier cell of the same run failed"
+                _finish(b, b.execution(other), CANCELLED, env.at, reason=reason)
 
 
 def _cancelled(b: Batch, e: ev.ExecutionCancelled, env: Envelope) -> None:

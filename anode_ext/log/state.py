@@ -53,6 +53,7 @@ class ExecutionRow(msgspec.Struct):
     user_expressions: dict[str, str] = {}
     allow_stdin: bool = True
     stop_on_error: bool = True
+    batch: str | None = None
     status: str | None = None
     reason: str | None = None
     session_id: str | None = None

@@ -73,7 +73,7 @@ class Store:
         self.document: NotebookDoc | None = None
         self._doc_since_snapshot = 0
         self._catch_up()
-        if document and self.document is None:
+        if document and self.document is None and self._has_document():
             self.document, self._doc_since_snapshot = self._load_document()
 
     # -- opening -----------------------------------------------------------
@@ -144,6 +144,7 @@ class Store:
             db.execute("BEGIN IMMEDIATE")
             for stmt in tables.DDL:
                 db.execute(stmt)
+            tables.migrate(db)
             db.execute(f"PRAGMA application_id={tables.APPLICATION_ID}")
             db.execute(f"PRAGMA user_version={tables.SCHEMA_VERSION}")
             db.execute("COMMIT")
@@ -184,13 +185,22 @@ class Store:
         """Append typed events (in-process clients: the agent, import)."""
         return self._append([(i, e, _ENC.encode(e)) for i, e in events], who, now)
 
+    def _has_document(self) -> bool:
+        """A log gets its document when a client first asks for it (then its
+        first snapshot is written): a log nobody opens in a browser pays nothing."""
+        row = self._db.execute("SELECT 1 FROM doc_snapshots LIMIT 1").fetchone()
+        return row is not None
+
     def sync_document(self, who: Identity) -> int | None:
         """Write into the document whatever the tables hold that it does not (a
         store first served to browsers, or appended to by a process that keeps
         no document); the seq of the `DocumentUpdated` that did it, if any."""
-        if self.document is None:
+        if not self.keeps_document:
             raise StoreError(f"{self.path}: opened without its document")
         with self._lock:
+            if self.document is None:
+                self.document = NotebookDoc()
+                self._doc_since_snapshot = DOCUMENT_SNAPSHOT_EVERY  # the first one now
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._catch_up()
@@ -300,7 +310,7 @@ class Store:
                     # a document that says what the tables say.
                     doc_events += project(index)
                 self._doc_touched = True
-                derived = _derive(doc, event, state, index)
+                derived = _derive(doc, event, state, index, rules.ADMIN in who.rights)
                 doc_events += 1
                 if len(derived) == 1 and isinstance(derived[0], ev.CellSourceEdited):
                     # A keystroke: one event, carrying the client's update and its delta.
@@ -321,7 +331,7 @@ class Store:
                 if full:
                     seqs.append(seq)
             dirty = b.commit()
-            if not rows:
+            if not rows and not (full and doc is not None and not self._has_document()):
                 db.execute("ROLLBACK")
                 self._doc_touched = False
                 return seqs
@@ -334,7 +344,7 @@ class Store:
             except sqlite3.IntegrityError:
                 raise _SeenBefore from None
             tables.write(db, state, dirty)
-            if doc is not None and doc_events:
+            if doc is not None and (doc_events or full):
                 self._snapshot_document(db, doc, seq, doc_events)
             db.execute("COMMIT")
             self._doc_touched = False
@@ -347,7 +357,7 @@ class Store:
         self, db: sqlite3.Connection, doc: NotebookDoc, seq: int, added: int
     ) -> None:
         self._doc_since_snapshot += added
-        if self._doc_since_snapshot < DOCUMENT_SNAPSHOT_EVERY:
+        if self._doc_since_snapshot < DOCUMENT_SNAPSHOT_EVERY and added:
             return
         db.execute("DELETE FROM doc_snapshots")
         db.execute("INSERT INTO doc_snapshots (seq, state) VALUES (?, ?)", (seq, doc.encode()))
@@ -377,7 +387,10 @@ class Store:
         """After a rollback: the document as the log has it (a refused update may
         have been applied to it before the refusal)."""
         if self.document is not None and getattr(self, "_doc_touched", False):
-            self.document, self._doc_since_snapshot = self._load_document()
+            if self._has_document():
+                self.document, self._doc_since_snapshot = self._load_document()
+            else:
+                self.document = None  # its first sync was undone
             self._doc_touched = False
 
     def replay_document(self) -> NotebookDoc:
@@ -419,7 +432,7 @@ class Store:
         (db_head,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
         if db_head != self.state.t.head:
             self.state = State(tables.load(self._db))
-            if self.keeps_document:
+            if self.document is not None or self.keeps_document and self._has_document():
                 self.document, self._doc_since_snapshot = self._load_document()
 
     # -- reading ---------------------------------------------------------------
@@ -495,10 +508,12 @@ class Store:
         return state
 
 
-def _derive(doc: NotebookDoc, event: ev.DocumentUpdated, state: State, index: int) -> list[Event]:
+def _derive(
+    doc: NotebookDoc, event: ev.DocumentUpdated, state: State, index: int, outputs: bool
+) -> list[Event]:
     """A client's update applied to the document: the typed events it means, or Refused."""
     try:
-        return doc.derive(decode_update(event.update), state)
+        return doc.derive(decode_update(event.update), state, outputs=outputs)
     except PermissionError as err:
         raise Refused(index, f"{event.name}: {err}", 403) from None
     except (ValueError, msgspec.ValidationError) as err:

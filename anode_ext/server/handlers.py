@@ -23,13 +23,15 @@ from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..log import Identity
+from ..log.document import encode_update
 from ..log.errors import Refused
 from ..log.ipynb import NotebookFormatError, export_notebook, import_events
 from ..log.state import State
 from ..log.sync import ProtocolError, PullMessage, PushMessage, parse_message
 from ..log.view import state_json
+from .documents import Documents
 from .kernels import KERNEL_USER, Grant, KernelJoin
-from .rooms import Notebooks, Room
+from .rooms import SERVER, Notebooks, Room
 
 AUTH_RESOURCE = "anode"
 ACTIONS = ("read", "write", "execute")
@@ -164,20 +166,60 @@ class EventsHandler(_Base, APIHandler):
 
 
 class DocumentHandler(_Base, APIHandler):
-    """`GET /anode/api/documents?path=P`: the notebook whose log a document's
-    anode-pyodide kernels work (made from the file on first use), so the
-    labextension follows the same queue as the kernel."""
+    """`/anode/api/documents?path=P`: GET names the notebook whose log a
+    document is (made from the file on first use); PUT writes the file from
+    the log now (JupyterLab's Save) and answers its contents model."""
+
+    @property
+    def documents(self) -> Documents:
+        docs: Documents = self.settings["anode_documents"]
+        return docs
+
+    def _path(self) -> str:
+        path = self.documents.document(self.get_argument("path", ""))
+        if path is None:
+            raise web.HTTPError(400, "path must be a .ipynb file under the server's root")
+        return path
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        kernels: KernelJoin | None = self.settings.get("anode_kernels")
-        if kernels is None:
-            raise web.HTTPError(404, "documents are not joined (c.AnodeApp.join_kernels=False)")
-        path = kernels.document(self.get_argument("path", ""))
-        if path is None:
-            raise web.HTTPError(400, "path must be a .ipynb file under the server's root")
-        self.finish({"id": await kernels.notebook_for(path), "path": path})
+        path = self._path()
+        notebook_id = await self.documents.notebook_for(path)
+        spec = self.room_or_404(notebook_id).store.state.t.notebook.metadata.get("kernelspec")
+        kernel = spec.get("name") if isinstance(spec, dict) else None
+        self.finish({"id": notebook_id, "path": path, "kernel": kernel})
+
+    @web.authenticated
+    @authorized
+    async def put(self) -> None:
+        path = self._path()
+        room = self.room_or_404(await self.documents.notebook_for(path))
+        model = await self.documents.write(path, room, checkpoint=True)
+        self.finish(json.dumps(model, default=str))
+
+
+class NotebookDocumentHandler(_Base, APIHandler):
+    """`GET /anode/api/notebooks/{id}/document`: the notebook's Yjs document as one
+    update, and the head it is at: a client applies it, then pulls after that head."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, notebook_id: str) -> None:
+        room = self.room_or_404(notebook_id)
+        store = room.store
+        if store.document is None:
+            store.sync_document(SERVER)  # its first reader: the log gets its document
+            room.hub.wake()
+        assert store.document is not None
+        who = await self.identity()
+        self.finish(
+            {
+                "head": store.head,
+                "update": encode_update(store.document.encode()),
+                "writable": "write" in who.rights,
+            }
+        )
 
 
 class SyncHandler(_Base, WebSocketMixin, WebSocketHandler, JupyterHandler):
@@ -323,5 +365,6 @@ def handlers(base: str = "/anode/api") -> list[tuple[str, type]]:
         (f"{base}{nb}", NotebookHandler),
         (f"{base}{nb}/events", EventsHandler),
         (f"{base}{nb}/export", ExportHandler),
+        (f"{base}{nb}/document", NotebookDocumentHandler),
         (f"{base}{nb}/sync", SyncHandler),
     ]

@@ -11,20 +11,15 @@ share one queue, one runtime, and one history.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ..log import catalogue as ev
-from ..log.ipynb import import_events, read_notebook
 from ..log.rules import Identity
-from .rooms import Notebooks
+from .documents import Documents
 
 log = logging.getLogger(__name__)
 
@@ -47,54 +42,16 @@ class Grant:
 class KernelJoin:
     """Maps documents to notebook logs and hands their kernels credentials."""
 
-    def __init__(self, notebooks: Notebooks, root_dir: Path, server_url: str) -> None:
-        self.notebooks = notebooks
-        self.root_dir = root_dir
+    def __init__(self, documents: Documents, server_url: str) -> None:
+        self.documents = documents
         self.server_url = server_url
         self.grants: dict[str, Grant] = {}
 
-    # -- documents -> notebooks ----------------------------------------------------
-    @property
-    def _index_path(self) -> Path:
-        return self.notebooks.store_dir / "paths.json"
-
-    def _index(self) -> dict[str, str]:
-        try:
-            index: dict[str, str] = json.loads(self._index_path.read_text())
-            return index
-        except (OSError, ValueError):
-            return {}
-
     def document(self, session_name: str) -> str | None:
-        """The API path of a session's document (jupyter-server passes it absolute
-        or relative); None outside the root dir or not a notebook."""
-        p = Path(session_name)
-        try:
-            p = (self.root_dir / p).resolve().relative_to(self.root_dir)
-        except ValueError:
-            return None
-        return p.as_posix() if p.suffix == ".ipynb" else None
+        return self.documents.document(session_name)
 
     async def notebook_for(self, path: str) -> str:
-        """The notebook id of a document (its log made from the file on first use)."""
-        index = self._index()
-        found = index.get(path)
-        if found is not None and self.notebooks.path(found).is_file():
-            return found
-        file = (self.root_dir / path).resolve()
-        if file.is_file():
-            events = import_events(read_notebook(file), Path(path).stem)
-        else:
-            events = [ev.NotebookInitialized(title=Path(path).stem)]
-        room = self.notebooks.create()
-        who = Identity("anode-server", f"import-{uuid.uuid4().hex}", KERNEL_RIGHTS)
-        await room.hub.client(who).push([(uuid.uuid4().hex, e) for e in events])
-        index[path] = room.id
-        self.notebooks.store_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._index_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
-        os.replace(tmp, self._index_path)
-        return room.id
+        return await self.documents.notebook_for(path)
 
     # -- credentials -----------------------------------------------------------------
     def grant(self, credential: str) -> Grant | None:

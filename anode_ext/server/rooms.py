@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -29,6 +30,8 @@ from ..runtime.agent import Agent
 from ..runtime.host import PyodideHost
 
 log = logging.getLogger(__name__)
+
+SERVER = Identity("anode-server", "anode-server", ALL_RIGHTS)
 
 
 class Connection(Protocol):
@@ -81,10 +84,23 @@ class Subscriber:
                 return
 
 
+async def _quietly(write: Awaitable[None]) -> None:
+    with contextlib.suppress(Exception):
+        await write
+
+
 class Room:
-    def __init__(self, notebook_id: str, store: Store, runtimes: RuntimeManager) -> None:
+    def __init__(
+        self,
+        notebook_id: str,
+        store: Store,
+        runtimes: RuntimeManager,
+        on_change: list[Callable[[Room], None]] | None = None,
+    ) -> None:
         self.id = notebook_id
         self.store = store
+        self.on_change = on_change if on_change is not None else []
+        self._sending: set[asyncio.Future[None]] = set()
         self.hub = LocalHub(store, poll_interval=1.0)
         self.runtimes = runtimes
         self.subscribers: set[Subscriber] = set()
@@ -108,6 +124,14 @@ class Room:
         message = events_message(raws, head).decode()
         self._page = ((cursor, head), len(raws), message)
         return len(raws), message
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        """A message to every subscriber beside the events (the file was saved, say)."""
+        text = json.dumps(message)
+        for sub in list(self.subscribers):
+            task = asyncio.ensure_future(_quietly(sub.conn.write(text)))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
     def attach(self, client_id: str) -> None:
         self.connections[client_id] = self.connections.get(client_id, 0) + 1
@@ -145,6 +169,8 @@ class Room:
                 self.last_activity = time.monotonic()
                 for sub in list(self.subscribers):
                     sub.wake()
+                for callback in self.on_change:
+                    callback(self)
 
     def _alive(self) -> set[str]:
         """Client ids that are here now: connected, or our own runtime agent."""
@@ -286,6 +312,7 @@ class Notebooks:
         self.limits = limits
         self.runtimes = runtimes
         self.rooms: dict[str, Room] = {}
+        self.on_change: list[Callable[[Room], None]] = []
 
     def path(self, notebook_id: str) -> Path:
         if not notebook_id or not all(c.isalnum() or c in "-_" for c in notebook_id):
@@ -298,15 +325,22 @@ class Notebooks:
             path = self.path(notebook_id)
             if not path.is_file():
                 raise KeyError(notebook_id)
-            store = Store.open(path, limits=self.limits)
-            room = self.rooms[notebook_id] = Room(notebook_id, store, self.runtimes)
+            store = Store.open(path, limits=self.limits, document=True)
+            if store.document is not None:
+                # Whatever was appended without the document (the CLI, a kernel
+                # of its own) is written into it before anyone reads it.
+                store.sync_document(SERVER)
+            room = self.rooms[notebook_id] = self._room(notebook_id, store)
         return room
+
+    def _room(self, notebook_id: str, store: Store) -> Room:
+        return Room(notebook_id, store, self.runtimes, self.on_change)
 
     def create(self) -> Room:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         notebook_id = uuid.uuid4().hex
-        store = Store.open(self.path(notebook_id), create=True, limits=self.limits)
-        room = self.rooms[notebook_id] = Room(notebook_id, store, self.runtimes)
+        store = Store.open(self.path(notebook_id), create=True, limits=self.limits, document=True)
+        room = self.rooms[notebook_id] = self._room(notebook_id, store)
         return room
 
     def list(self) -> list[dict[str, Any]]:

@@ -21,14 +21,23 @@ interface IWaiting {
   reject: (err: Error) => void;
 }
 
+export interface IConnectionOptions {
+  /** Pull from this seq (a client that loaded a snapshot at that head). */
+  after?: number;
+  /** Messages other than the protocol's own (the server's `saved`, say). */
+  onMessage?: (msg: { type: string; [key: string]: unknown }) => void;
+}
+
 export class LogConnection {
   constructor(
     readonly notebookId: string,
     private readonly onEvents: (events: Envelope[], head: number) => void,
     private readonly onStatus: (status: Status, detail?: string) => void,
-    private readonly settings = ServerConnection.makeSettings()
+    private readonly settings = ServerConnection.makeSettings(),
+    private readonly options: IConnectionOptions = {}
   ) {
     this.clientId = `lab-${newId()}`;
+    this._cursor = options.after ?? 0;
     this.open();
   }
 
@@ -133,10 +142,12 @@ export class LogConnection {
       if (msg.type === 'push_ok') {
         w.resolve(msg.seqs);
       } else {
-        w.reject(new Error(String(msg.reason)));
+        w.reject(new PushRefused(String(msg.reason), Number(msg.status ?? 400)));
       }
     } else if (msg.type === 'error') {
       this.onStatus('live', String(msg.reason ?? 'server error'));
+    } else if (typeof msg.type === 'string') {
+      this.options.onMessage?.(msg);
     }
   }
 
@@ -148,6 +159,16 @@ export class LogConnection {
   private _everOpen = false;
   private _disposed = false;
   private _waiting = new Map<number, IWaiting>();
+}
+
+/** A push the server refused: nothing of it was appended. */
+export class PushRefused extends Error {
+  constructor(
+    reason: string,
+    readonly status: number
+  ) {
+    super(reason);
+  }
 }
 
 /** 128 random bits as hex (getRandomValues works outside secure contexts too). */

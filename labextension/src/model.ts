@@ -31,6 +31,8 @@ export class QueueModel {
   readonly executions = new Map<string, ExecutionView>();
   readonly runtimes = new Map<string, RuntimeView>();
   readonly inputs = new Map<string, InputView>();
+  /** The run (Run All) each stop-on-error execution belongs to. */
+  private readonly batches = new Map<string, string>();
   readonly events: IEventLine[] = [];
   /** Input requests answered since the last paint (the page may show their prompt). */
   settled: string[] = [];
@@ -92,6 +94,9 @@ export class QueueModel {
         break;
       }
       case 'v1.ExecutionRequested':
+        if (env.args.batch && env.args.stop_on_error !== false) {
+          this.batches.set(env.args.execution_id, env.args.batch);
+        }
         this.executions.set(env.args.execution_id, {
           id: env.args.execution_id,
           cell_id: env.args.cell_id,
@@ -132,6 +137,16 @@ export class QueueModel {
         const ex = this.executions.get(env.args.execution_id);
         if (ex) {
           this.finish(ex, 'completed', env.at, null, env.args.status);
+          const batch = this.batches.get(ex.id);
+          if (env.args.status === 'error' && batch) {
+            // Stop on error is a queue rule (materialize.py): the rest of the run is cancelled.
+            for (const other of this.executions.values()) {
+              if (other.state === 'pending' && this.batches.get(other.id) === batch) {
+                const reason = 'cancelled: an earlier cell of the same run failed';
+                this.finish(other, 'cancelled', env.at, reason);
+              }
+            }
+          }
         }
         break;
       }

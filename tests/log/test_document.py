@@ -22,6 +22,7 @@ VIEWER = Identity("viola", "client-v", frozenset({"read", "execute"}))
 def doc_store(tmp_path):
     with Store.open(tmp_path / "nb.anode", create=True, document=True) as s:
         s.push([e("NotebookInitialized", title="t"), cell("c1", "x = 1", "V")], ALICE)
+        s.sync_document(ALICE)  # its first reader
         yield s
 
 
@@ -275,6 +276,7 @@ def test_the_document_reopens_from_its_snapshot_and_tail(tmp_path, monkeypatch):
     path = tmp_path / "nb.anode"
     with Store.open(path, create=True, document=True) as s:
         s.push([cell("c1", "")], ALICE)
+        s.sync_document(ALICE)
         a = Browser(s)
         for ch in "print('hello, world')":
             s.push([a.type_text("c1", len(str(a.cells[0]["source"])), ch)], ALICE)
@@ -286,6 +288,8 @@ def test_the_document_reopens_from_its_snapshot_and_tail(tmp_path, monkeypatch):
         assert s.document.notebook() == want
         assert s.state.t.cells["c1"].source == "print('hello, world')"
         assert_agree(s)
+    with Store.open(path, document=True) as s:
+        assert s.document is not None  # a log that has its document keeps it
 
 
 def test_a_store_served_late_gets_its_document_from_the_tables(tmp_path):
@@ -293,7 +297,7 @@ def test_a_store_served_late_gets_its_document_from_the_tables(tmp_path):
     with Store.open(path, create=True) as plain:
         plain.push([cell("c1", "a"), cell("c2", "b", "k")], ALICE)
     with Store.open(path, document=True) as s:
-        assert len(s.document.cells) == 0
+        assert s.document is None  # nobody asked for it yet
         seq = s.sync_document(ALICE)
         assert seq == 3 and s.sync_document(ALICE) is None
         assert [c["id"] for c in doc_view(s)] == ["c1", "c2"]

@@ -74,7 +74,10 @@ def smart_fill(store, data, steps):
 def test_replay_from_zero_equals_incremental_tables(tmp_path_factory, data, steps):
     path = tmp_path_factory.mktemp("p") / "nb.anode"
     with Store.open(path, create=True, document=True) as store:
+        if data.draw(st.booleans()):
+            store.sync_document(WHO[4])  # sometimes from the start, sometimes late
         smart_fill(store, data, steps)
+        store.sync_document(WHO[4])
         assert_agree(store)
         replayed = store.replay()
         assert replayed.t == store.state.t

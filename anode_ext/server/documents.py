@@ -1,0 +1,242 @@
+"""Notebook documents (`.ipynb` files under the server's root) and the logs that are them.
+
+A document's log is made from the file on first use (`paths.json` in the
+store directory maps documents to logs). From then on the file follows the
+log: it is written from the log's state through jupyter-server's contents
+manager (so its save hooks run), debounced, and at once on Save. A change
+made to the file by something else (git pull, an editor) is read back and
+becomes events by user `disk`, through the same path as a browser's edit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.utils import ensure_async
+
+from ..log import catalogue as ev
+from ..log.document import NotebookDoc, encode_update
+from ..log.envelope import Envelope
+from ..log.errors import Refused
+from ..log.ipynb import (
+    NotebookFormatError,
+    export_notebook,
+    import_events,
+    read_notebook,
+    validated,
+)
+from ..log.materialize import Batch, fold
+from ..log.rules import ALL_RIGHTS, Identity
+from ..log.state import State
+from .rooms import Notebooks, Room
+
+log = logging.getLogger(__name__)
+
+
+class Documents:
+    """Maps documents to notebook logs; writes the files from the logs and reads them back."""
+
+    def __init__(
+        self,
+        notebooks: Notebooks,
+        root_dir: Path,
+        contents_manager: Any = None,
+        *,
+        debounce: float = 1.0,
+        poll: float = 2.0,
+    ) -> None:
+        self.notebooks = notebooks
+        self.root_dir = root_dir
+        self.contents = contents_manager
+        self.debounce = debounce
+        self.poll = poll
+        self._written: dict[str, tuple[str, float | None]] = {}  # path -> (text, mtime) we wrote
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._writing: dict[str, asyncio.Lock] = {}
+        self._watch: asyncio.Task[None] | None = None
+        notebooks.on_change.append(self.changed)
+
+    # -- documents -> notebooks ----------------------------------------------------
+    @property
+    def _index_path(self) -> Path:
+        return self.notebooks.store_dir / "paths.json"
+
+    def _index(self) -> dict[str, str]:
+        try:
+            index: dict[str, str] = json.loads(self._index_path.read_text())
+            return index
+        except (OSError, ValueError):
+            return {}
+
+    def document(self, session_name: str) -> str | None:
+        """The API path of a document (jupyter-server passes it absolute or
+        relative); None outside the root dir or not a notebook."""
+        p = Path(session_name)
+        try:
+            p = (self.root_dir / p).resolve().relative_to(self.root_dir)
+        except ValueError:
+            return None
+        return p.as_posix() if p.suffix == ".ipynb" else None
+
+    def path_of(self, notebook_id: str) -> str | None:
+        for path, found in self._index().items():
+            if found == notebook_id:
+                return path
+        return None
+
+    async def notebook_for(self, path: str) -> str:
+        """The notebook id of a document (its log made from the file on first use)."""
+        index = self._index()
+        found = index.get(path)
+        if found is not None and self.notebooks.path(found).is_file():
+            return found
+        file = (self.root_dir / path).resolve()
+        if file.is_file():
+            events = import_events(read_notebook(file), Path(path).stem)
+        else:
+            events = [ev.NotebookInitialized(title=Path(path).stem)]
+        room = self.notebooks.create()
+        who = Identity("anode-server", f"import-{uuid.uuid4().hex}", ALL_RIGHTS)
+        await room.hub.client(who).push([(uuid.uuid4().hex, e) for e in events])
+        index[path] = room.id
+        self.notebooks.store_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._index_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
+        os.replace(tmp, self._index_path)
+        if file.is_file():
+            self._written[path] = (_text(room.store.state), file.stat().st_mtime)
+        return room.id
+
+    # -- the file follows the log ------------------------------------------------------
+    def changed(self, room: Room) -> None:
+        """The log moved: write the file a little later (one write for a burst)."""
+        if self.contents is None:
+            return
+        path = self.path_of(room.id)
+        if path is None or path in self._timers:
+            return
+        loop = asyncio.get_event_loop()
+        self._timers[path] = loop.call_later(
+            self.debounce, lambda: asyncio.ensure_future(self._debounced(path, room))
+        )
+
+    async def _debounced(self, path: str, room: Room) -> None:
+        self._timers.pop(path, None)
+        try:
+            await self.write(path, room)
+        except Exception:
+            log.exception("writing %s from its log failed", path)
+
+    async def write(self, path: str, room: Room, *, checkpoint: bool = False) -> dict[str, Any]:
+        """Write the file from the log now (if it differs); the contents model, without content."""
+        lock = self._writing.setdefault(path, asyncio.Lock())
+        async with lock:
+            text = _text(room.store.state)
+            written = self._written.get(path)
+            model: dict[str, Any]
+            if written is not None and written[0] == text and not checkpoint:
+                model = await ensure_async(self.contents.get(path, content=False))
+                return model
+            nb = json.loads(text)
+            model = await ensure_async(
+                self.contents.save({"type": "notebook", "format": "json", "content": nb}, path)
+            )
+            if checkpoint:
+                with contextlib.suppress(Exception):
+                    await ensure_async(self.contents.create_checkpoint(path))
+            self._written[path] = (text, _mtime(self.root_dir / path))
+        room.broadcast(
+            {
+                "type": "saved",
+                "path": path,
+                "last_modified": str(model.get("last_modified", "")),
+                "hash": model.get("hash"),
+            }
+        )
+        return model
+
+    # -- the log follows changes made on disk ---------------------------------------------
+    def start(self) -> None:
+        if self._watch is None and self.contents is not None and self.poll > 0:
+            self._watch = asyncio.ensure_future(self._watch_loop())
+
+    async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll)
+            for notebook_id, room in list(self.notebooks.rooms.items()):
+                path = self.path_of(notebook_id)
+                if path is None or path in self._timers:
+                    continue
+                try:
+                    await self.read_back(path, room)
+                except Exception:
+                    log.exception("reading %s back into its log failed", path)
+
+    async def read_back(self, path: str, room: Room) -> int | None:
+        """If the file changed since we wrote it, its changes as events by `disk`;
+        the seq of the update, if anything changed."""
+        file = self.root_dir / path
+        mtime = _mtime(file)
+        written = self._written.get(path)
+        if mtime is None or (written is not None and written[1] == mtime):
+            return None
+        try:
+            nb = read_notebook(file)
+        except NotebookFormatError as err:
+            log.warning("%s changed on disk but is not a notebook now: %s", path, err)
+            self._written[path] = (written[0] if written else "", mtime)
+            return None
+        update = disk_update(room.store.state, room.store.document, nb)
+        seq = None
+        if update:
+            who = Identity("disk", f"disk-{uuid.uuid4().hex}", ALL_RIGHTS)
+            event = ev.DocumentUpdated(update=encode_update(update))
+            try:
+                (seq,) = await room.hub.client(who).push([(uuid.uuid4().hex, event)])
+            except Refused as err:
+                log.warning("%s changed on disk; the change was refused: %s", path, err.reason)
+        self._written[path] = (_text(room.store.state), mtime)
+        return seq
+
+
+def disk_update(state: State, document: NotebookDoc | None, nb: Any) -> bytes:
+    """The Yjs update that turns `document` into the notebook `nb` (read from a file),
+    made on a copy: the log appends it as any client's update."""
+    if document is None:
+        return b""
+    scratch = State()
+    batch = Batch(scratch, undo=False)
+    for seq, event in enumerate(import_events(validated(nb)), 1):
+        fold(batch, Envelope(seq, "", event.name, event, "disk", "disk", 0))
+    batch.commit()
+    copy = NotebookDoc(document.encode(), client_id=None)
+    # What the file cannot say (the queue, who runs what) stays as the log has it.
+    scratch.t.executions = state.t.executions
+    return copy.project(scratch)
+
+
+def _text(state: State) -> str:
+    return json.dumps(export_notebook(state), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _mtime(file: Path) -> float | None:
+    try:
+        return file.stat().st_mtime
+    except OSError:
+        return None

@@ -1,0 +1,212 @@
+/**
+ * One notebook widget's shared model bound to its log (DESIGN.md, "The notebook
+ * document"). The model starts from the server's document (one update at a
+ * head), then applies the update every document event carries, in seq order,
+ * over the sync websocket. What this tab changes goes back as
+ * `v1.DocumentUpdated` pushes on the same socket, one at a time (edits made
+ * while one is out are merged into the next), so the server reads them, and
+ * any execution pushed after them, in the order they were made.
+ */
+import { YNotebook } from '@jupyter/ydoc';
+import { ServerConnection } from '@jupyterlab/services';
+import { ISignal, Signal } from '@lumino/signaling';
+import * as Y from 'yjs';
+
+import { IPushEvent, LogConnection, PushRefused, Status, requestJSON } from './connection';
+import { Envelope } from './generated/anode';
+
+/** The origin of updates that came from the log (never pushed back). */
+export const REMOTE = Symbol('anode-remote');
+const KERNEL = 'anode-pyodide';
+const FINAL = new Set(['v1.ExecutionCompleted', 'v1.ExecutionFailed', 'v1.ExecutionCancelled']);
+
+export interface ISaved {
+  path: string;
+  last_modified: string;
+  hash?: string | null;
+}
+
+interface IDocumentSnapshot {
+  head: number;
+  update: string;
+  writable: boolean;
+}
+
+type Job = { kind: 'doc' } | { kind: 'events'; events: IPushEvent[]; done: (e?: Error) => void };
+
+export class NotebookBinding {
+  constructor(
+    readonly path: string,
+    readonly model: YNotebook,
+    private readonly settings = ServerConnection.makeSettings()
+  ) {
+    this.ready = this.start();
+    model.ydoc.on('update', this.onLocalUpdate);
+  }
+
+  /** Resolves true once the model holds the log's document; false: Anode does not serve it. */
+  readonly ready: Promise<boolean>;
+  notebookId = '';
+  writable = false;
+
+  /** The server wrote the file from the log. */
+  get saved(): ISignal<this, ISaved> {
+    return this._saved;
+  }
+
+  /** This tab's change was refused: the model holds what the log does not. */
+  get refused(): ISignal<this, string> {
+    return this._refused;
+  }
+
+  get status(): Status {
+    return this._status;
+  }
+
+  /** Push events after every edit made so far (Run: the code is the source after the last keystroke). */
+  push(events: IPushEvent[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.jobs.push({ kind: 'events', events, done: err => (err ? reject(err) : resolve()) });
+      void this.pump();
+    });
+  }
+
+  /** Resolves with the execution's final event name and args once the log has it. */
+  finished(executionId: string): Promise<Envelope> {
+    const done = this.ended.get(executionId);
+    if (done) {
+      return Promise.resolve(done);
+    }
+    return new Promise(resolve => this.waiting.set(executionId, resolve));
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.model.ydoc.off('update', this.onLocalUpdate);
+    this.conn?.dispose();
+  }
+
+  private async start(): Promise<boolean> {
+    const where = await requestJSON<{ id: string; kernel: string | null }>(
+      `anode/api/documents?path=${encodeURIComponent(this.path)}`,
+      {},
+      this.settings
+    );
+    if (where.kernel && where.kernel !== KERNEL) {
+      this.dispose();
+      return false; // a notebook of another kernel: JupyterLab's own document
+    }
+    this.notebookId = where.id;
+    const snap = await requestJSON<IDocumentSnapshot>(
+      `anode/api/notebooks/${where.id}/document`,
+      {},
+      this.settings
+    );
+    this.writable = snap.writable;
+    Y.applyUpdate(this.model.ydoc, fromBase64(snap.update), REMOTE);
+    this.conn = new LogConnection(
+      where.id,
+      events => this.onEvents(events),
+      status => (this._status = status),
+      this.settings,
+      {
+        after: snap.head,
+        onMessage: msg => {
+          if (msg.type === 'saved') {
+            this._saved.emit(msg as unknown as ISaved);
+          }
+        }
+      }
+    );
+    return !this.disposed;
+  }
+
+  private onEvents(events: Envelope[]): void {
+    for (const e of events) {
+      if (e.name === 'v1.DocumentUpdated' || e.name === 'v1.CellSourceEdited') {
+        Y.applyUpdate(this.model.ydoc, fromBase64(e.args.update), REMOTE);
+      } else if (FINAL.has(e.name)) {
+        const id = (e.args as { execution_id: string }).execution_id;
+        this.ended.set(id, e);
+        this.waiting.get(id)?.(e);
+        this.waiting.delete(id);
+      }
+    }
+  }
+
+  private onLocalUpdate = (update: Uint8Array, origin: unknown): void => {
+    if (origin === REMOTE || !this.conn || !this.writable) {
+      return; // a reader's tab changes nothing in the log (the server would refuse it)
+    }
+    this.outbox.push(update);
+    if (!this.jobs.some(j => j.kind === 'doc')) {
+      this.jobs.push({ kind: 'doc' });
+    }
+    void this.pump();
+  };
+
+  /** One push on the wire at a time, in the order they were asked for. */
+  private async pump(): Promise<void> {
+    if (this.busy || !this.conn) {
+      return;
+    }
+    this.busy = true;
+    try {
+      while (this.jobs.length && this.conn && !this.disposed) {
+        const job = this.jobs.shift()!;
+        if (job.kind === 'events') {
+          try {
+            await this.conn.push(job.events);
+            job.done();
+          } catch (err) {
+            job.done(err as Error);
+          }
+          continue;
+        }
+        if (!this.outbox.length) {
+          continue;
+        }
+        const update = Y.mergeUpdates(this.outbox.splice(0));
+        try {
+          await this.conn.push([
+            { name: 'v1.DocumentUpdated', args: { update: toBase64(update) } }
+          ]);
+        } catch (err) {
+          if (err instanceof PushRefused) {
+            this._refused.emit(err.message);
+          }
+        }
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private conn: LogConnection | null = null;
+  private disposed = false;
+  private busy = false;
+  private jobs: Job[] = [];
+  private outbox: Uint8Array[] = [];
+  private ended = new Map<string, Envelope>();
+  private waiting = new Map<string, (e: Envelope) => void>();
+  private _status: Status = 'connecting';
+  private _saved = new Signal<this, ISaved>(this);
+  private _refused = new Signal<this, string>(this);
+}
+
+export function fromBase64(text: string): Uint8Array {
+  const bin = atob(text);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) {
+    out[i] = bin.charCodeAt(i);
+  }
+  return out;
+}
+
+export function toBase64(bytes: Uint8Array): string {
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(bin);
+}

@@ -432,7 +432,7 @@ class Store:
         (db_head,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
         if db_head != self.state.t.head:
             self.state = State(tables.load(self._db))
-            if self.document is not None or self.keeps_document and self._has_document():
+            if self.document is not None or (self.keeps_document and self._has_document()):
                 self.document, self._doc_since_snapshot = self._load_document()
 
     # -- reading ---------------------------------------------------------------

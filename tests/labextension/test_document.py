@@ -1,0 +1,222 @@
+"""The notebook open in JupyterLab is its log: two (then three) browser contexts on
+one notebook, in Debian's Chromium, against a real `jupyter lab`.
+
+Keystrokes typed in one context reach the other and the log as that user's;
+Run All queues every cell at once; every context shows every output, whoever
+ran it (a collaborator, or a REST client); the .ipynb on disk follows without
+a Save, and a change written to the file reaches the open notebooks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from ..server.real import TOKEN, Server
+from .conftest import lab_options, wait_for_kernel
+
+PATH = "doc.ipynb"
+CELLS = [
+    ("a", "print('alpha')"),
+    ("b", "import time\ntime.sleep(0.5)\nprint('beta')"),
+    ("c", "21 * 2"),
+]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("doclab")
+    cells = [new_code_cell(src, id=cid) for cid, src in CELLS]
+    cells.append(new_markdown_cell("# notes", id="m"))
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {
+        "name": "anode-pyodide",
+        "display_name": "Python (Anode, Pyodide)",
+        "language": "python",
+    }
+    nbformat.write(nb, root / PATH)
+    options = lab_options(tmp_path_factory.mktemp("doclab-settings"))
+    server = Server(root, *options, "--AnodeApp.file_poll_interval=0.5", app="jupyterlab")
+    server.start(timeout=180)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def open_doc(browser: Any, lab: Server) -> Any:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(f"{lab.url}/lab/tree/{PATH}?token={TOKEN}&reset")
+    wait_for_kernel(page)
+    page.wait_for_selector("[data-anode-notebook-id]")
+    return page
+
+
+@pytest.fixture(scope="module")
+def pages(lab: Server, browser: Any) -> Iterator[tuple[Any, Any]]:
+    alice = open_doc(browser, lab)
+    bob = open_doc(browser, lab)
+    yield alice, bob
+    alice.context.close()
+    bob.context.close()
+
+
+def nb_id(page: Any) -> str:
+    return str(page.get_attribute("[data-anode-notebook-id]", "data-anode-notebook-id"))
+
+
+def username(page: Any) -> str:
+    return str(page.evaluate("() => window.jupyterapp.serviceManager.user.identity.username"))
+
+
+def source(page: Any, cell_id: str) -> str:
+    return str(
+        page.evaluate(
+            """id => window.jupyterapp.shell.currentWidget.content.model.sharedModel.cells
+                 .find(c => c.getId() === id).getSource()""",
+            cell_id,
+        )
+    )
+
+
+def outputs_text(page: Any, cell_id: str) -> str:
+    return str(
+        page.evaluate(
+            """id => {
+              const nb = window.jupyterapp.shell.currentWidget.content;
+              const cell = nb.widgets.find(c => c.model.id === id);
+              const out = cell && cell.node.querySelector('.jp-OutputArea');
+              return out ? out.innerText : '';
+            }""",
+            cell_id,
+        )
+    )
+
+
+def wait_until(check: Any, what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def events(lab: Server, nb: str) -> list[dict[str, Any]]:
+    status, page = lab.call(f"/anode/api/notebooks/{nb}/events?after=0")
+    assert status == 200
+    return list(page["events"])
+
+
+def test_keystrokes_in_one_context_reach_the_other_and_the_log(lab: Server, pages: Any) -> None:
+    alice, bob = pages
+    nb = nb_id(alice)
+    assert nb == nb_id(bob)
+    alice.locator(".jp-Cell[data-uid]").first.locator(".cm-content").click()
+    alice.keyboard.press("End")
+    alice.keyboard.type("  # hi", delay=20)
+    wait_until(lambda: source(bob, "a") == "print('alpha')  # hi", "bob to see alice's keys")
+    edits = [e for e in events(lab, nb) if e["name"] == "v1.CellSourceEdited"]
+    assert edits and {e["user"] for e in edits} == {username(alice)}
+    assert lab.state(nb)["cells"][0]["source"] == "print('alpha')  # hi"
+
+
+def test_run_all_queues_every_cell_at_once_and_everyone_sees_the_outputs(
+    lab: Server, pages: Any
+) -> None:
+    alice, bob = pages
+    nb = nb_id(alice)
+    before = len(events(lab, nb))
+    alice.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    wait_until(lambda: "42" in outputs_text(bob, "c"), "bob to see the last output")
+    assert "alpha" in outputs_text(bob, "a") and "beta" in outputs_text(bob, "b")
+    log = events(lab, nb)[before:]
+    requested = [e for e in log if e["name"] == "v1.ExecutionRequested"]
+    started = [e for e in log if e["name"] == "v1.ExecutionStarted"]
+    assert [e["args"]["cell_id"] for e in requested] == ["a", "b", "c"]
+    assert {e["user"] for e in requested} == {username(alice)}
+    assert len({e["at"] for e in requested}) == 1  # one push: all pending at once
+    assert max(e["seq"] for e in requested) < min(e["seq"] for e in started)
+    # the count comes with the end, for every viewer
+    bob.wait_for_function(
+        """() => window.jupyterapp.shell.currentWidget.content.widgets
+                 .find(c => c.model.id === 'c').model.executionCount !== null"""
+    )
+
+
+def test_an_execution_queued_over_rest_shows_in_both(lab: Server, pages: Any) -> None:
+    alice, bob = pages
+    nb = nb_id(alice)
+    event = {
+        "id": uuid.uuid4().hex,
+        "name": "v1.ExecutionRequested",
+        "args": {"execution_id": uuid.uuid4().hex, "cell_id": "c", "code": "'from rest'"},
+    }
+    status, answer = lab.call(f"/anode/api/notebooks/{nb}/events", {"events": [event]})
+    assert status == 200, answer
+    for page in pages:
+        wait_until(lambda p=page: "from rest" in outputs_text(p, "c"), "the REST output")
+
+
+def test_the_file_on_disk_follows_the_log_without_save(lab: Server, pages: Any) -> None:
+    def on_disk() -> dict[str, Any]:
+        nb = json.loads((Path(lab.root) / PATH).read_text())
+        return {c["id"]: c for c in nb["cells"]}
+
+    def has_outputs() -> bool:
+        cells = on_disk()
+        text = json.dumps(cells["c"].get("outputs", []))
+        return "from rest" in text and "alpha" in json.dumps(cells["a"]["outputs"])
+
+    wait_until(has_outputs, "the outputs in the .ipynb", timeout=20)
+    assert "".join(on_disk()["a"]["source"]) == "print('alpha')  # hi"
+    alice, _ = pages
+    # JupyterLab's Save writes through the server, with no "changed on disk" dialog.
+    alice.keyboard.press("Control+s")
+    time.sleep(1)
+    assert alice.locator(".jp-Dialog").count() == 0
+
+
+def test_a_change_written_to_the_file_reaches_the_open_notebooks(lab: Server, pages: Any) -> None:
+    path = Path(lab.root) / PATH
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[3].source = "# notes, edited on disk"
+    time.sleep(1.1)  # a new mtime
+    nbformat.write(nb, path)
+    for page in pages:
+        wait_until(lambda p=page: source(p, "m") == "# notes, edited on disk", "the disk edit")
+    alice, _ = pages
+    disk = [e for e in events(lab, nb_id(alice)) if e["user"] == "disk"]
+    assert disk and disk[-1]["name"] in ("v1.CellSourceEdited", "v1.DocumentUpdated")
+
+
+def test_a_context_opened_later_and_a_reload_show_the_outputs(
+    lab: Server, browser: Any, pages: Any
+) -> None:
+    _, bob = pages
+    carol = open_doc(browser, lab)
+    try:
+        wait_until(lambda: "alpha" in outputs_text(carol, "a"), "carol to see outputs")
+        assert "from rest" in outputs_text(carol, "c")
+        ids = carol.evaluate(
+            """() => window.jupyterapp.shell.currentWidget.content.model.sharedModel.cells
+                 .map(c => c.getId())"""
+        )
+        assert ids == ["a", "b", "c", "m"]  # nothing duplicated
+    finally:
+        carol.context.close()
+    bob.reload()
+    wait_for_kernel(bob)
+    bob.wait_for_selector("[data-anode-notebook-id]")
+    wait_until(lambda: "42" in outputs_text(bob, "c") or "rest" in outputs_text(bob, "c"), "reload")

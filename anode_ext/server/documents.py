@@ -142,25 +142,36 @@ class Documents:
             written = self._written.get(path)
             model: dict[str, Any]
             if written is not None and written[0] == text and not checkpoint:
-                model = await ensure_async(self.contents.get(path, content=False))
-                return model
+                return await self._model(path)
             nb = json.loads(text)
-            model = await ensure_async(
+            await ensure_async(
                 self.contents.save({"type": "notebook", "format": "json", "content": nb}, path)
             )
             if checkpoint:
                 with contextlib.suppress(Exception):
                     await ensure_async(self.contents.create_checkpoint(path))
             self._written[path] = (text, _mtime(self.root_dir / path))
+            # With its hash: JupyterLab compares it before a save ("File Changed").
+            model = await self._model(path)
         room.broadcast(
             {
                 "type": "saved",
                 "path": path,
-                "last_modified": str(model.get("last_modified", "")),
+                "last_modified": model.get("last_modified"),
                 "hash": model.get("hash"),
+                "hash_algorithm": model.get("hash_algorithm"),
             }
         )
         return model
+
+    async def _model(self, path: str) -> dict[str, Any]:
+        try:
+            model = await ensure_async(self.contents.get(path, content=False, require_hash=True))
+        except TypeError:  # a contents manager without hashes
+            model = await ensure_async(self.contents.get(path, content=False))
+        # Times as ISO 8601 strings, as the contents API sends them.
+        result: dict[str, Any] = json.loads(json.dumps(model, default=_iso))
+        return result
 
     # -- the log follows changes made on disk ---------------------------------------------
     def start(self) -> None:
@@ -233,6 +244,11 @@ def disk_update(state: State, document: NotebookDoc | None, nb: Any) -> bytes:
 
 def _text(state: State) -> str:
     return json.dumps(export_notebook(state), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _iso(value: Any) -> str:
+    iso = getattr(value, "isoformat", None)
+    return str(iso()) if iso is not None else str(value)
 
 
 def _mtime(file: Path) -> float | None:

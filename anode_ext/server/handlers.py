@@ -195,8 +195,7 @@ class DocumentHandler(_Base, APIHandler):
     async def put(self) -> None:
         path = self._path()
         room = self.room_or_404(await self.documents.notebook_for(path))
-        model = await self.documents.write(path, room, checkpoint=True)
-        self.finish(json.dumps(model, default=str))
+        self.finish(await self.documents.write(path, room, checkpoint=True))
 
 
 class NotebookDocumentHandler(_Base, APIHandler):

@@ -24,6 +24,7 @@ export interface ISaved {
   path: string;
   last_modified: string;
   hash?: string | null;
+  hash_algorithm?: string | null;
 }
 
 interface IDocumentSnapshot {

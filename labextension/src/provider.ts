@@ -32,7 +32,11 @@ export class AnodeContentProvider implements IContentProvider {
         this._fileChanged.emit({
           type: 'save',
           oldValue: null,
-          newValue: { path: saved.path, last_modified: saved.last_modified }
+          newValue: {
+            path: saved.path,
+            last_modified: saved.last_modified,
+            ...(saved.hash ? { hash: saved.hash, hash_algorithm: saved.hash_algorithm ?? undefined } : {})
+          }
         });
       });
       model.disposed.connect(() => {

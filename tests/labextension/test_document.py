@@ -123,7 +123,7 @@ def test_keystrokes_in_one_context_reach_the_other_and_the_log(lab: Server, page
     alice, bob = pages
     nb = nb_id(alice)
     assert nb == nb_id(bob)
-    alice.locator(".jp-Cell[data-uid]").first.locator(".cm-content").click()
+    alice.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
     alice.keyboard.press("End")
     alice.keyboard.type("  # hi", delay=20)
     wait_until(lambda: source(bob, "a") == "print('alpha')  # hi", "bob to see alice's keys")
@@ -185,7 +185,8 @@ def test_the_file_on_disk_follows_the_log_without_save(lab: Server, pages: Any) 
     # JupyterLab's Save writes through the server, with no "changed on disk" dialog.
     alice.keyboard.press("Control+s")
     time.sleep(1)
-    assert alice.locator(".jp-Dialog").count() == 0
+    dialogs = alice.locator(".jp-Dialog")
+    assert dialogs.count() == 0, dialogs.first.inner_text()
 
 
 def test_a_change_written_to_the_file_reaches_the_open_notebooks(lab: Server, pages: Any) -> None:

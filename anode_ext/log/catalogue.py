@@ -95,15 +95,16 @@ class CellSourceChanged(Event, frozen=True):
 
 class CellSourceEdited(Event, frozen=True):
     """A keystroke (or a few): a client's Yjs `update` to the notebook document
-    that edits one cell's source, and the same edit as a text `delta`
-    (retain / delete / insert, in code points) for the fold. Written by the
-    server from a `DocumentUpdated`; clients push that."""
+    that edits one cell's source, and the same edit as a text `delta` for the
+    fold, in code points: a positive int retains, a negative one deletes, a
+    string is inserted. Written by the server from a `DocumentUpdated`;
+    clients push that."""
 
     name: ClassVar[str] = "v1.CellSourceEdited"
     right: ClassVar[str] = "write"
     cell_id: str
     update: str
-    delta: list[dict[str, JSONValue]]
+    delta: list[int | str]
 
 
 class DocumentUpdated(Event, frozen=True):

@@ -118,45 +118,43 @@ def set_text(text: Text, new: str) -> None:
         text.insert(at, middle)
 
 
-def delta_to_chars(before: str, delta: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A pycrdt text delta (UTF-8 byte counts) as code-point counts, as the fold applies it."""
+def delta_to_chars(before: str, delta: list[dict[str, Any]]) -> list[int | str]:
+    """A pycrdt text delta (UTF-8 byte counts) in the log's compact form: a
+    positive int retains that many code points, a negative one deletes them, a
+    string is inserted (a keystroke is `[9999, "x"]`, a few bytes in the log)."""
     raw = before.encode()
-    out: list[dict[str, Any]] = []
+    out: list[int | str] = []
     at = 0
     for op in delta:
         if "retain" in op:
             n = int(op["retain"])
-            out.append({"retain": len(raw[at : at + n].decode())})
+            out.append(len(raw[at : at + n].decode()))
             at += n
         elif "delete" in op:
             n = int(op["delete"])
-            out.append({"delete": len(raw[at : at + n].decode())})
+            out.append(-len(raw[at : at + n].decode()))
             at += n
         elif "insert" in op and isinstance(op["insert"], str):
-            out.append({"insert": op["insert"]})
+            out.append(op["insert"])
     return out
 
 
-def apply_delta(source: str, delta: Iterable[dict[str, Any]]) -> str:
-    """A text delta (retain / delete / insert, in code points) applied to a string."""
+def apply_delta(source: str, delta: Iterable[int | str]) -> str:
+    """A compact text delta (see `delta_to_chars`) applied to a string."""
     parts: list[str] = []
     at = 0
     for op in delta:
-        if "retain" in op:
-            n = int(op["retain"])
-            if n < 0 or at + n > len(source):
-                raise ValueError("the delta retains past the end of the source")
-            parts.append(source[at : at + n])
-            at += n
-        elif "delete" in op:
-            n = int(op["delete"])
-            if n < 0 or at + n > len(source):
-                raise ValueError("the delta deletes past the end of the source")
-            at += n
-        elif "insert" in op:
-            parts.append(str(op["insert"]))
-        else:
+        if isinstance(op, str):
+            parts.append(op)
+            continue
+        if isinstance(op, bool) or not isinstance(op, int) or op == 0:
             raise ValueError(f"not a delta operation: {op!r}")
+        n = abs(op)
+        if at + n > len(source):
+            raise ValueError("the delta goes past the end of the source")
+        if op > 0:
+            parts.append(source[at : at + n])
+        at += n
     parts.append(source[at:])
     return "".join(parts)
 

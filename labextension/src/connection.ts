@@ -171,10 +171,11 @@ export class PushRefused extends Error {
   }
 }
 
-/** 128 random bits as hex (getRandomValues works outside secure contexts too). */
+/** 128 random bits, base64url (22 characters: every event's id is stored and indexed). */
 export function newId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, b => b.toString(16).padStart(2, '0')).join('');
+  const b64 = btoa(String.fromCharCode(...bytes));
+  return b64.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
 /** A REST call under the server's base URL; the JSON answer or a thrown reason. */

@@ -221,3 +221,76 @@ def test_a_context_opened_later_and_a_reload_show_the_outputs(
     wait_for_kernel(bob)
     bob.wait_for_selector("[data-anode-notebook-id]")
     wait_until(lambda: "42" in outputs_text(bob, "c") or "rest" in outputs_text(bob, "c"), "reload")
+
+
+def cells_of(page: Any) -> list[dict[str, Any]]:
+    return list(
+        page.evaluate(
+            """() => window.jupyterapp.shell.currentWidget.content.model.sharedModel.cells
+                 .map(c => ({id: c.getId(), type: c.cell_type, source: c.getSource(),
+                             tags: (c.getMetadata().tags || [])}))"""
+        )
+    )
+
+
+def test_insert_move_type_metadata_and_delete_in_one_reach_the_other(
+    lab: Server, pages: Any
+) -> None:
+    alice, bob = pages
+    nb = nb_id(alice)
+
+    def same() -> bool:
+        mine = cells_of(alice)
+        served = [
+            {"id": c["id"], "type": c["cell_type"], "source": c["source"]}
+            for c in lab.state(nb)["cells"]
+        ]
+        return cells_of(bob) == mine and served == [
+            {k: c[k] for k in ("id", "type", "source")} for c in mine
+        ]
+
+    def command(name: str) -> None:
+        alice.evaluate(f"() => window.jupyterapp.commands.execute('{name}')")
+
+    alice.evaluate("() => { window.jupyterapp.shell.currentWidget.content.activeCellIndex = 0; }")
+    command("notebook:insert-cell-below")
+    alice.keyboard.type("new = 1", delay=10)
+    command("notebook:enter-command-mode")
+    wait_until(same, "the inserted cell in both")
+    new_id = cells_of(alice)[1]["id"]
+    command("notebook:move-cell-up")
+    wait_until(lambda: same() and cells_of(bob)[0]["id"] == new_id, "the move in both")
+    command("notebook:change-cell-to-markdown")
+    wait_until(lambda: same() and cells_of(bob)[0]["type"] == "markdown", "the type in both")
+    alice.evaluate(
+        """() => window.jupyterapp.shell.currentWidget.content.activeCell.model
+                 .setMetadata('tags', ['from-alice'])"""
+    )
+    wait_until(lambda: cells_of(bob)[0]["tags"] == ["from-alice"], "the metadata in both")
+    served = next(c for c in lab.state(nb)["cells"] if c["source"] == "new = 1")
+    assert served["metadata"]["tags"] == ["from-alice"]
+    command("notebook:delete-cell")
+    wait_until(lambda: same() and new_id not in [c["id"] for c in cells_of(bob)], "the delete")
+    assert [c["id"] for c in cells_of(bob)] == ["a", "b", "c", "m"]
+    users = {e["user"] for e in events(lab, nb) if e["name"] in ("v1.CellCreated", "v1.CellMoved")}
+    assert users == {username(alice)}
+
+
+def test_a_server_restart_with_tabs_open_loses_and_duplicates_nothing(
+    lab: Server, pages: Any
+) -> None:
+    alice, bob = pages
+    nb = nb_id(alice)
+    lab.kill()
+    lab.start(timeout=180)
+    alice.locator(".jp-Notebook .jp-Cell .cm-content").nth(2).click()
+    alice.keyboard.press("End")
+    alice.keyboard.type("  # after the restart", delay=20)
+    wait_until(
+        lambda: source(bob, "c").endswith("# after the restart"), "an edit after the restart"
+    )
+    log = events(lab, nb)
+    assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
+    assert len({e["id"] for e in log}) == len(log)
+    ids = [c["id"] for c in cells_of(bob)]
+    assert ids == [c["id"] for c in lab.state(nb)["cells"]] == ["a", "b", "c", "m"]

@@ -41,24 +41,33 @@ def jp_server_cleanup() -> Iterator[None]:
     yield None
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def serve_lab(
+    tmp_path_factory: pytest.TempPathFactory, files: dict[str, Any], *options: str
+) -> Iterator[Server]:
+    """A real `jupyter lab` on a root holding `files` (name -> notebook), for one module."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (make test does)")
     root = tmp_path_factory.mktemp("lab")
-    nb = new_notebook(cells=[new_code_cell(src, id=cid) for cid, src in CELLS.items()])
-    nb.metadata["kernelspec"] = {
-        "name": "anode-pyodide",
-        "display_name": "Python (Anode, Pyodide)",
-        "language": "python",
-    }
-    nbformat.write(nb, root / "shared.ipynb")
-    server = Server(root, *lab_options(tmp_path_factory.mktemp("lab-settings")), app="jupyterlab")
+    for name, nb in files.items():
+        nb.metadata["kernelspec"] = {
+            "name": "anode-pyodide",
+            "display_name": "Python (Anode, Pyodide)",
+            "language": "python",
+        }
+        nbformat.write(nb, root / name)
+    settings = lab_options(tmp_path_factory.mktemp("lab-settings"))
+    server = Server(root, *settings, *options, app="jupyterlab")
     server.start(timeout=180)
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    nb = new_notebook(cells=[new_code_cell(src, id=cid) for cid, src in CELLS.items()])
+    yield from serve_lab(tmp_path_factory, {"shared.ipynb": nb})
 
 
 @pytest.fixture(scope="module")

@@ -179,6 +179,9 @@ class NotebookDoc:
         # against it is cheap (the strings are shared), reading Yjs is not.
         self._outputs: dict[str, list[dict[str, Any]]] = {}
         self._order: list[str] | None = None  # the cells' ids in order, while known
+        # Cells a client's update left holding what the log does not keep
+        # (`trusted`): the next projection writes them back as the tables say.
+        self._stale: set[str] = set()
 
     def encode(self) -> bytes:
         return self.doc.get_update()
@@ -214,7 +217,9 @@ class NotebookDoc:
             with self.doc.transaction():
                 if dirty is None or dirty.notebook or not self.meta.get("metadata"):
                     self._project_meta(state)
-                self._project_cells(state, None if dirty is None else _touched_cells(state, dirty))
+                only = None if dirty is None else _touched_cells(state, dirty) | self._stale
+                self._project_cells(state, only)
+                self._stale.clear()
         finally:
             self.doc.unobserve(sub)
         return b"".join(made[-1:]) if made else b""
@@ -455,6 +460,15 @@ class NotebookDoc:
                 events.extend(self._derive_cell(self.cells[i], row, state, keys[i]))
         return events
 
+    def _cell_metadata(self, cell_id: str, meta: Any) -> dict[str, Any]:
+        """A cell's metadata as a client wrote it, less `trusted`: trust is each
+        viewer's own choice (DESIGN.md, "Trust"), never shared through the log,
+        so a collaborator cannot make everyone run the scripts of an output."""
+        new: dict[str, Any] = from_y(meta.to_py()) if isinstance(meta, _y().Map) else {}
+        if new.pop("trusted", None) is not None:
+            self._stale.add(cell_id)
+        return new
+
     def _derive_meta(self, state: State) -> list[ev.Event]:
         y = _y()
         meta = self.meta.get("metadata")
@@ -503,7 +517,7 @@ class NotebookDoc:
                     cell_type=cell_type,
                     source=str(ycell.get("source") or ""),
                     position=pos,
-                    metadata=from_y(meta.to_py()) if isinstance(meta, y.Map) else {},
+                    metadata=self._cell_metadata(cell_id, meta),
                     attachments=from_y(attachments) if isinstance(attachments, dict) else None,
                 )
             )
@@ -542,7 +556,7 @@ class NotebookDoc:
                 out.append(ev.CellSourceChanged(cell_id=row.id, source=source))
         if touched("metadata"):
             meta = ycell.get("metadata")
-            new = from_y(meta.to_py()) if isinstance(meta, y.Map) else {}
+            new = self._cell_metadata(row.id, meta)
             for key in sorted(set(row.metadata) | set(new)):
                 if (
                     key not in new

@@ -171,7 +171,7 @@ def _cell_created(b: Batch, e: ev.CellCreated, env: Envelope) -> None:
         cell_type=e.cell_type,
         source=e.source,
         position=e.position,
-        metadata=dict(e.metadata),
+        metadata={k: v for k, v in e.metadata.items() if k != "trusted"},
         attachments=e.attachments,
     )
     b.put("cells", e.cell_id, row)
@@ -196,8 +196,9 @@ def _type_changed(b: Batch, e: ev.CellTypeChanged, env: Envelope) -> None:
 
 
 def _cell_metadata_set(b: Batch, e: ev.CellMetadataSet, env: Envelope) -> None:
+    """`trusted` is each viewer's own choice: never kept (document.py says why)."""
     cell = b.cell(e.cell_id)
-    cell.metadata = _without(cell.metadata, e.key, e.value)
+    cell.metadata = _without(cell.metadata, e.key, None if e.key == "trusted" else e.value)
 
 
 def _moved(b: Batch, e: ev.CellMoved, env: Envelope) -> None:

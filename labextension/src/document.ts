@@ -123,10 +123,22 @@ export class NotebookBinding {
   }
 
   private onEvents(events: Envelope[]): void {
+    // One transaction for what arrived together: JupyterLab builds its cell
+    // models once, from the end state (a collaborator's `trusted`, which the
+    // server removes in the update right after it, never reaches them).
+    Y.transact(
+      this.model.ydoc,
+      () => {
+        for (const e of events) {
+          if (e.name === 'v1.DocumentUpdated' || e.name === 'v1.CellSourceEdited') {
+            Y.applyUpdate(this.model.ydoc, fromBase64(e.args.update), REMOTE);
+          }
+        }
+      },
+      REMOTE
+    );
     for (const e of events) {
-      if (e.name === 'v1.DocumentUpdated' || e.name === 'v1.CellSourceEdited') {
-        Y.applyUpdate(this.model.ydoc, fromBase64(e.args.update), REMOTE);
-      } else if (FINAL.has(e.name)) {
+      if (FINAL.has(e.name)) {
         const id = (e.args as { execution_id: string }).execution_id;
         this.ended.set(id, e);
         this.waiting.get(id)?.(e);

@@ -302,3 +302,41 @@ def test_a_store_served_late_gets_its_document_from_the_tables(tmp_path):
         assert seq == 3 and s.sync_document(ALICE) is None
         assert [c["id"] for c in doc_view(s)] == ["c1", "c2"]
         assert_agree(s)
+
+
+def test_trust_is_never_shared_through_the_log(doc_store):
+    """A collaborator's `trusted` (JupyterLab writes it into a cell's metadata)
+    would make every viewer run that cell's scripts: the log keeps none."""
+    a = Browser(doc_store)
+    head = doc_store.head
+    doc_store.push([a.set_metadata("c1", "trusted", True)], ALICE)
+    a.pull(doc_store)
+
+    def pasted(b):
+        import pycrdt as y
+
+        html = {"output_type": "display_data", "data": {"text/html": "<script>x()</script>"}}
+        html["metadata"] = {}
+        b.cells.insert(
+            1,
+            y.Map(
+                {
+                    "id": "evil",
+                    "cell_type": "code",
+                    "source": y.Text(""),
+                    "metadata": y.Map({"trusted": True, "tags": ["t"]}),
+                    "outputs": y.Array([y.Map(html)]),
+                    "execution_count": None,
+                }
+            ),
+        )
+
+    doc_store.push([a.edit(pasted)], ALICE)
+    names_after = [n for n, _ in names(doc_store, head)]
+    assert "CellMetadataSet" not in names_after
+    cells = {c["id"]: c for c in doc_view(doc_store)}
+    assert "trusted" not in cells["c1"]["metadata"]
+    assert cells["evil"]["metadata"] == {"tags": ["t"]}
+    assert_agree(doc_store)
+    a.pull(doc_store)
+    assert "trusted" not in a.cells[1]["metadata"]

@@ -15,7 +15,6 @@ from typing import Any
 import msgspec
 
 from . import catalogue as ev
-from .document import apply_delta
 from .envelope import Envelope
 from .state import (
     ASSIGNED,
@@ -33,6 +32,7 @@ from .state import (
     RuntimeRow,
     State,
 )
+from .yjs import apply_delta
 
 _ENC = msgspec.msgpack.Encoder()
 _DEC: dict[type[Any], msgspec.msgpack.Decoder[Any]] = {}

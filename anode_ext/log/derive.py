@@ -65,15 +65,19 @@ def derive(
 
     sub_cells = nd.cells.observe_deep(on_cells)
     sub_meta = nd.meta.observe_deep(on_meta)
+    order = nd._order
     try:
         nd.apply(update)
     finally:
         nd.cells.unobserve(sub_cells)
         nd.meta.unobserve(sub_meta)
+    if not flags["structure"]:
+        nd._order = order  # the cells did not move
     events: list[ev.Event] = []
     if flags["meta"]:
         events.extend(_derive_meta(nd, state))
-    ids = nd.ids()
+    ids = nd._order if nd._order is not None else nd.ids()
+    nd._order = ids
     fresh: set[str] = set()
     if flags["structure"] or len(ids) != len(state.t.cells) or len(set(ids)) != len(ids):
         structure, fresh = _derive_structure(nd, state, ids)
@@ -185,6 +189,7 @@ def _derive_structure(
     # first map wins, the projection removes the others, and the tables
     # take what the winner holds.
     twice = {i for i in order if ids.count(i) > 1}
+    nd._stale |= twice  # the projection removes the other copies
     return events, set(positions) | twice
 
 

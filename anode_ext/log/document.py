@@ -62,6 +62,11 @@ class NotebookDoc:
         # (`trusted`): the next projection writes them back as the tables say.
         self._stale: set[str] = set()
 
+    @property
+    def needs_projection(self) -> bool:
+        """A client's update left what the log does not keep (`trusted`, a second copy)."""
+        return bool(self._stale)
+
     def encode(self) -> bytes:
         return self.doc.get_update()
 

@@ -271,6 +271,7 @@ class Store:
         rows = []
         user, client_id = who.user, who.client_id
         doc_events = 0
+        unprojected = False  # typed events since the document last said what the tables say
 
         def add(event_id: str, event: Event, args: bytes, index: int) -> None:
             nonlocal seq
@@ -302,13 +303,15 @@ class Store:
                 if not isinstance(event, ev.DocumentUpdated):
                     add(event_id, event, args, index)
                     seqs.append(seq)
+                    unprojected = True
                     continue
                 if doc is None:
                     raise Refused(index, f"{event.name}: this log keeps no document", 409)
-                if rows:
+                if unprojected:
                     # Earlier events of this push first: the update is read against
                     # a document that says what the tables say.
                     doc_events += project(index)
+                    unprojected = False
                 self._doc_touched = True
                 derived = _derive(doc, event, state, index, rules.ADMIN in who.rights)
                 doc_events += 1
@@ -326,7 +329,10 @@ class Store:
                 for k, typed in enumerate(derived):
                     rules.check(state, typed, who, index, derived=True)
                     add(f"{event_id}/{k}", typed, _ENC.encode(typed), index)
-            if doc is not None and project(len(batch), full):
+            # A push of client updates only: the document says it all already,
+            # but for what the update left that the log does not keep.
+            again = unprojected or full or (doc is not None and doc.needs_projection)
+            if doc is not None and again and project(len(batch), full):
                 doc_events += 1
                 if full:
                     seqs.append(seq)

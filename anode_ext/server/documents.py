@@ -59,8 +59,11 @@ class Documents:
         self.poll = poll
         self._written: dict[str, tuple[str, float | None]] = {}  # path -> (text, mtime) we wrote
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Future[None]] = set()
         self._writing: dict[str, asyncio.Lock] = {}
         self._watch: asyncio.Task[None] | None = None
+        self._cached: tuple[int, dict[str, str], dict[str, str]] | None = None
+        self._burst: dict[str, tuple[float, float]] = {}  # path -> (first, last) change
         notebooks.on_change.append(self.changed)
 
     # -- documents -> notebooks ----------------------------------------------------
@@ -69,11 +72,18 @@ class Documents:
         return self.notebooks.store_dir / "paths.json"
 
     def _index(self) -> dict[str, str]:
+        """paths.json, read again only when it changed (every change of a log asks it)."""
         try:
-            index: dict[str, str] = json.loads(self._index_path.read_text())
-            return index
-        except (OSError, ValueError):
+            mtime = self._index_path.stat().st_mtime_ns
+        except OSError:
             return {}
+        if self._cached is None or self._cached[0] != mtime:
+            try:
+                index: dict[str, str] = json.loads(self._index_path.read_text())
+            except (OSError, ValueError):
+                return {}
+            self._cached = (mtime, index, {v: k for k, v in index.items()})
+        return dict(self._cached[1])
 
     def document(self, session_name: str) -> str | None:
         """The API path of a document (jupyter-server passes it absolute or
@@ -86,10 +96,8 @@ class Documents:
         return p.as_posix() if p.suffix == ".ipynb" else None
 
     def path_of(self, notebook_id: str) -> str | None:
-        for path, found in self._index().items():
-            if found == notebook_id:
-                return path
-        return None
+        self._index()
+        return self._cached[2].get(notebook_id) if self._cached is not None else None
 
     async def notebook_for(self, path: str) -> str:
         """The notebook id of a document (its log made from the file on first use)."""
@@ -116,19 +124,35 @@ class Documents:
 
     # -- the file follows the log ------------------------------------------------------
     def changed(self, room: Room) -> None:
-        """The log moved: write the file a little later (one write for a burst)."""
+        """The log moved: write the file once it has been still for `debounce`
+        seconds (someone typing does not pay for a write a second), and at
+        least every ten times that during a long burst."""
         if self.contents is None:
             return
         path = self.path_of(room.id)
-        if path is None or path in self._timers:
+        if path is None:
             return
         loop = asyncio.get_event_loop()
-        self._timers[path] = loop.call_later(
-            self.debounce, lambda: asyncio.ensure_future(self._debounced(path, room))
-        )
+        now = loop.time()
+        first, _ = self._burst.get(path, (now, now))
+        self._burst[path] = (first, now)
+        if path not in self._timers:
+            self._timers[path] = loop.call_later(self.debounce, self._due, path, room)
+
+    def _due(self, path: str, room: Room) -> None:
+        loop = asyncio.get_event_loop()
+        first, last = self._burst.get(path, (0.0, 0.0))
+        wait = last + self.debounce - loop.time()
+        if wait > 0 and loop.time() - first < 10 * self.debounce:
+            self._timers[path] = loop.call_later(wait, self._due, path, room)
+            return
+        self._timers.pop(path, None)
+        self._burst.pop(path, None)
+        task = asyncio.ensure_future(self._debounced(path, room))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _debounced(self, path: str, room: Room) -> None:
-        self._timers.pop(path, None)
         try:
             await self.write(path, room)
         except Exception:

@@ -100,7 +100,10 @@ class AnchorLab(Server):
         ]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # in its root: jupyter-collaboration keeps its YStore in the working directory
+        self.proc = subprocess.Popen(
+            cmd, cwd=self.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

@@ -39,6 +39,8 @@ from .rooms import Notebooks, Room
 
 log = logging.getLogger(__name__)
 
+KERNEL_NAME = "anode-pyodide"
+
 
 class Documents:
     """Maps documents to notebook logs; writes the files from the logs and reads them back."""
@@ -130,7 +132,7 @@ class Documents:
         if self.contents is None:
             return
         path = self.path_of(room.id)
-        if path is None:
+        if path is None or not served(room):
             return
         loop = asyncio.get_event_loop()
         now = loop.time()
@@ -216,7 +218,7 @@ class Documents:
             await asyncio.sleep(self.poll)
             for notebook_id, room in list(self.notebooks.rooms.items()):
                 path = self.path_of(notebook_id)
-                if path is None or path in self._timers:
+                if path is None or path in self._timers or not served(room):
                     continue
                 try:
                     await self.read_back(path, room)
@@ -248,6 +250,18 @@ class Documents:
                 log.warning("%s changed on disk; the change was refused: %s", path, err.reason)
         self._written[path] = (_text(room.store.state), mtime)
         return seq
+
+
+def kernel_of(room: Room) -> str | None:
+    spec = room.store.state.t.notebook.metadata.get("kernelspec")
+    name = spec.get("name") if isinstance(spec, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def served(room: Room) -> bool:
+    """Whether the file is the log's: a notebook of another kernel stays
+    JupyterLab's own (saved by JupyterLab, never written or read back here)."""
+    return kernel_of(room) in (None, KERNEL_NAME)
 
 
 def disk_update(state: State, document: NotebookDoc | None, nb: Any) -> bytes:

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..log.rules import Identity
-from .documents import Documents
+from .documents import KERNEL_NAME, Documents
 
 log = logging.getLogger(__name__)
 
-KERNEL_NAME = "anode-pyodide"
+
 KERNEL_USER = "anode-kernel"
 KERNEL_RIGHTS = frozenset({"read", "write", "execute"})
 

@@ -20,6 +20,14 @@ export const REMOTE = Symbol('anode-remote');
 const KERNEL = 'anode-pyodide';
 const FINAL = new Set(['v1.ExecutionCompleted', 'v1.ExecutionFailed', 'v1.ExecutionCancelled']);
 
+export interface IInputChange {
+  executionId: string;
+  /** The cell it runs in, when it waits; null once settled. */
+  cellId: string | null;
+  prompt: string;
+  password: boolean;
+}
+
 export interface ISaved {
   path: string;
   last_modified: string;
@@ -53,6 +61,11 @@ export class NotebookBinding {
   /** The server wrote the file from the log. */
   get saved(): ISignal<this, ISaved> {
     return this._saved;
+  }
+
+  /** An `input()` waits in a cell of this notebook, or no longer does (answered, ended). */
+  get input(): ISignal<this, IInputChange> {
+    return this._input;
   }
 
   /** This tab's change was refused: the model holds what the log does not. */
@@ -138,13 +151,34 @@ export class NotebookBinding {
       REMOTE
     );
     for (const e of events) {
+      if (e.name === 'v1.ExecutionRequested' && e.args.cell_id) {
+        this.cells.set(e.args.execution_id, e.args.cell_id);
+      } else if (e.name === 'v1.InputRequested') {
+        const cellId = this.cells.get(e.args.execution_id);
+        if (cellId) {
+          const { prompt, password } = e.args;
+          this._input.emit({
+            executionId: e.args.execution_id,
+            cellId,
+            prompt: prompt ?? '',
+            password: !!password
+          });
+        }
+      } else if (e.name === 'v1.InputReplied') {
+        this.settle(e.args.execution_id);
+      }
       if (FINAL.has(e.name)) {
         const id = (e.args as { execution_id: string }).execution_id;
+        this.settle(id);
         this.ended.set(id, e);
         this.waiting.get(id)?.(e);
         this.waiting.delete(id);
       }
     }
+  }
+
+  private settle(executionId: string): void {
+    this._input.emit({ executionId, cellId: null, prompt: '', password: false });
   }
 
   private onLocalUpdate = (update: Uint8Array, origin: unknown): void => {
@@ -205,6 +239,8 @@ export class NotebookBinding {
   private _status: Status = 'connecting';
   private _saved = new Signal<this, ISaved>(this);
   private _refused = new Signal<this, string>(this);
+  private _input = new Signal<this, IInputChange>(this);
+  private cells = new Map<string, string>(); // execution -> cell
 }
 
 export function fromBase64(text: string): Uint8Array {

@@ -17,6 +17,7 @@ import { Token } from '@lumino/coreutils';
 import { AnodeCellExecutor } from './executor';
 import { AnodePanel } from './panel';
 import { AnodeContentProvider, PROVIDER_ID } from './provider';
+import { showInputs } from './stdin';
 
 /** The content provider, for the cell executor. */
 const IAnodeContentProvider = new Token<AnodeContentProvider>(
@@ -58,6 +59,7 @@ const bindingUi: JupyterFrontEndPlugin<void> = {
           return;
         }
         panel.node.dataset.anodeNotebookId = binding.notebookId;
+        showInputs(panel, binding);
         if (!binding.writable && panel.content.model) {
           // A reader's edits would be refused: the editors say so first.
           panel.content.model.readOnly = true;

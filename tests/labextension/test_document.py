@@ -284,3 +284,27 @@ def test_a_server_restart_with_tabs_open_loses_and_duplicates_nothing(
     assert len({e["id"] for e in log}) == len(log)
     ids = [c["id"] for c in cells_of(bob)]
     assert ids == [c["id"] for c in lab.state(nb)["cells"]] == ["a", "b", "c", "m"]
+
+
+def test_input_shows_in_the_notebook_and_anyone_answers(lab: Server, pages: Any) -> None:
+    alice, bob = pages
+    alice.evaluate(
+        """() => {
+          const nb = window.jupyterapp.shell.currentWidget.content;
+          const index = nb.widgets.findIndex(c => c.model.id === 'b');
+          nb.widgets[index].model.sharedModel.setSource("name = input('Who? ')\\nprint('hi', name)");
+          nb.activeCellIndex = index;
+          nb.deselectAll();
+          void window.jupyterapp.commands.execute('notebook:run-cell');
+        }"""
+    )
+    for page in pages:
+        page.wait_for_selector(".anode-stdin:has-text('Who?')")
+    bob.locator(".anode-stdin input").fill("Bob")
+    bob.locator(".anode-stdin input").press("Enter")
+    for page in pages:
+        wait_until(lambda p=page: "hi Bob" in outputs_text(p, "b"), "the answer's output")
+        page.wait_for_selector(".anode-stdin", state="detached")
+    nb = nb_id(alice)
+    replies = [e for e in events(lab, nb) if e["name"] == "v1.InputReplied"]
+    assert replies and replies[-1]["user"] == username(bob)

@@ -313,7 +313,10 @@ class Store:
                     doc_events += project(index)
                     unprojected = False
                 self._doc_touched = True
-                derived = _derive(doc, event, state, index, rules.ADMIN in who.rights)
+                # Outputs from a client: the file on disk (admin), or JupyterLab
+                # running a notebook on a kernel of its own (not Anode's runtimes).
+                outputs = rules.ADMIN in who.rights or _foreign_kernel(state)
+                derived = _derive(doc, event, state, index, outputs)
                 doc_events += 1
                 if len(derived) == 1 and isinstance(derived[0], ev.CellSourceEdited):
                     # A keystroke: one event, carrying the client's update and its delta.
@@ -524,6 +527,14 @@ def _derive(
         raise Refused(index, f"{event.name}: {err}", 403) from None
     except (ValueError, msgspec.ValidationError) as err:
         raise Refused(index, f"{event.name}: {err}") from None
+
+
+def _foreign_kernel(state: State) -> bool:
+    """A notebook whose kernelspec names a kernel other than Anode's: its outputs
+    come from that kernel through JupyterLab, not from a runtime of the log."""
+    spec = state.t.notebook.metadata.get("kernelspec")
+    name = spec.get("name") if isinstance(spec, dict) else None
+    return isinstance(name, str) and name != "anode-pyodide"
 
 
 def _same_event(name: str, args: str, event: Event, raw: bytes) -> bool:

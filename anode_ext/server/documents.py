@@ -110,6 +110,13 @@ class Documents:
         file = (self.root_dir / path).resolve()
         if file.is_file():
             events = import_events(read_notebook(file), Path(path).stem)
+            if not any(isinstance(e, ev.CellCreated) for e in events):
+                # A new notebook (JupyterLab's launcher makes it without cells):
+                # one empty cell to type in, as JupyterLab would add.
+                empty = ev.CellCreated(
+                    cell_id=uuid.uuid4().hex, cell_type="code", source="", position="V"
+                )
+                events.append(empty)
         else:
             events = [ev.NotebookInitialized(title=Path(path).stem)]
         room = self.notebooks.create()

@@ -24,7 +24,10 @@ export class AnodeCellExecutor implements INotebookCellExecutor {
   runCell(options: INotebookCellExecutor.IRunCellOptions): Promise<boolean> {
     const path = options.sessionContext?.path ?? '';
     const binding = this.provider.bindingNow(path);
-    if (options.cell.model.type !== 'code' || !binding || !binding.notebookId) {
+    // A notebook switched to another kernel runs on that kernel, as JupyterLab does.
+    const kernel = options.sessionContext?.session?.kernel?.name;
+    const foreign = !!kernel && kernel !== 'anode-pyodide';
+    if (options.cell.model.type !== 'code' || !binding || !binding.notebookId || foreign) {
       return defaultRunCell(options);
     }
     return new Promise<boolean>(resolve => {

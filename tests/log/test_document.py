@@ -340,3 +340,22 @@ def test_trust_is_never_shared_through_the_log(doc_store):
     assert_agree(doc_store)
     a.pull(doc_store)
     assert "trusted" not in a.cells[1]["metadata"]
+
+
+def test_a_notebook_on_another_kernel_takes_outputs_from_the_browser(doc_store):
+    """JupyterLab runs it on that kernel and writes the outputs into the document."""
+    doc_store.push([e("NotebookMetadataSet", key="kernelspec", value={"name": "python3"})], ALICE)
+    a = Browser(doc_store)
+
+    def output(b):
+        import pycrdt as y
+
+        out = y.Map({"output_type": "stream", "name": "stdout", "text": y.Text("3\n")})
+        b.cells[0]["outputs"].append(out)
+        b.cells[0]["execution_count"] = 1.0
+
+    doc_store.push([a.edit(output)], ALICE)
+    row = doc_store.state.t.cells["c1"]
+    assert row.execution_count == 1
+    assert doc_view(doc_store)[0]["outputs"][0]["text"] == "3\n"
+    assert_agree(doc_store)

@@ -123,3 +123,12 @@ async def test_a_notebook_of_another_kernel_is_never_written(
     await push(jp_fetch, found["id"], change)
     await asyncio.sleep(1.0)
     assert path.read_text() == before
+
+
+async def test_a_new_notebook_without_cells_gets_one_to_type_in(
+    jp_fetch: Any, jp_root_dir: Path
+) -> None:
+    nbformat.write(new_notebook(), jp_root_dir / "Untitled.ipynb")
+    nb = (await open_doc(jp_fetch, "Untitled.ipynb"))["id"]
+    state = body(await jp_fetch("anode", "api", "notebooks", nb))
+    assert [(c["cell_type"], c["source"]) for c in state["cells"]] == [("code", "")]

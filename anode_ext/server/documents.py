@@ -171,6 +171,11 @@ class Documents:
         """Write the file from the log now (if it differs); the contents model, without content."""
         lock = self._writing.setdefault(path, asyncio.Lock())
         async with lock:
+            # Changed on disk since our last write (not read back yet): take that
+            # change into the log first, so this write keeps it.
+            written = self._written.get(path)
+            if written is not None and _mtime(self.root_dir / path) != written[1]:
+                await self.read_back(path, room)
             text = _text(room.store.state)
             written = self._written.get(path)
             model: dict[str, Any]

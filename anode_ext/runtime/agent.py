@@ -28,6 +28,9 @@ from .protocol import HostDied, HostInfo
 
 log = logging.getLogger(__name__)
 
+# At most this often (seconds) a running cell's outputs reach the log, after the first.
+STREAM_INTERVAL = 0.1
+
 HostFactory = Callable[[], PyodideHost]
 _OUTPUT = msgspec.json.Decoder(ev.Output)
 _ENC = msgspec.json.Encoder()
@@ -185,6 +188,9 @@ class _Run:
         self.outbox: list[ev.Event] = []
         self.flushed = asyncio.Event()
         self.wake = asyncio.Event()
+        # Anything but an output (a start, an end, an input request) goes at once.
+        self.urgent = asyncio.Event()
+        self.last_push = -STREAM_INTERVAL
         # Started in the log, or ExecutionStarted queued (the pump pushes it first).
         self.started = ex.state == EXECUTING
         self.dropped = False  # cancelled or failed by someone else before it started
@@ -249,6 +255,7 @@ class _Run:
         self.started = True
         self.outbox.insert(0, ev.ExecutionStarted(execution_id=self.ex.id, execution_count=count))
         self.flushed.clear()
+        self.urgent.set()
         self.wake.set()
 
     # -- host -> log -------------------------------------------------------------
@@ -283,6 +290,8 @@ class _Run:
     def _queue(self, event: ev.Event) -> None:
         self.outbox.append(event)
         self.flushed.clear()
+        if not isinstance(event, ev.OutputAppended):
+            self.urgent.set()
         self.wake.set()
 
     async def _pump(self) -> None:
@@ -293,12 +302,21 @@ class _Run:
             # (a cell's last output and its reply) joins this batch.
             await asyncio.sleep(0)
             self.wake.clear()
+            # A cell that prints on and on: its outputs go at most every
+            # STREAM_INTERVAL, as fewer, larger events (ipykernel flushes its
+            # streams every 0.2 s): every viewer redraws the output once a push.
+            quiet = STREAM_INTERVAL - (asyncio.get_running_loop().time() - self.last_push)
+            if quiet > 0 and not self.urgent.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.urgent.wait(), quiet)
+            self.urgent.clear()
             while self.outbox:
                 batch, self.outbox = self.outbox[:200], self.outbox[200:]
                 if self.dropped or not self.started:
                     continue
                 try:
                     await self._push(batch)
+                    self.last_push = asyncio.get_running_loop().time()
                 except Refused as err:
                     # Cancelled before it started, or ended meanwhile by
                     # someone else (an admin, a runtime end): stop the cell.
@@ -309,6 +327,7 @@ class _Run:
 
     async def _drain(self) -> None:
         if self.outbox:
+            self.urgent.set()
             await self.flushed.wait()
 
     async def _push(self, events: list[ev.Event]) -> None:

@@ -12,13 +12,14 @@ clear, and `trusted` is never kept.
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from . import catalogue as ev
 from . import position
-from .document import _RUNTIME_KEYS, NotebookDoc, _outputs_of, _running_cells
+from .document import _RUNTIME_KEYS, NotebookDoc, _running_cells
 from .state import CellRow, State
 from .yjs import apply_delta, crdt, delta_to_chars, from_y, same
 
@@ -144,27 +145,34 @@ def _derive_structure(
     y = crdt()
     if any(not i or i == "None" for i in ids):
         raise ValueError("every cell in the document needs a string 'id'")
-    order = list(dict.fromkeys(ids))
+    first: dict[str, int] = {}  # each id's first map: the one that counts
+    for i, cell_id in enumerate(ids):
+        first.setdefault(cell_id, i)
+    order = list(first)
     rows = state.t.cells
-    events: list[ev.Event] = [ev.CellDeleted(cell_id=c) for c in rows if c not in order]
+    events: list[ev.Event] = [ev.CellDeleted(cell_id=c) for c in rows if c not in first]
     fixed = _fixed(order, rows)
+    # The position of the next fixed cell after each place, found back to front.
+    after: list[str | None] = [None] * len(order)
+    nxt: str | None = None
+    for k in range(len(order) - 1, -1, -1):
+        after[k] = nxt
+        if order[k] in fixed:
+            nxt = rows[order[k]].position
     positions: dict[str, str] = {}
     prev: str | None = None
     for k, cell_id in enumerate(order):
         if cell_id in fixed:
             prev = rows[cell_id].position
             continue
-        nxt = next((rows[c].position for c in order[k + 1 :] if c in fixed), None)
-        prev = positions[cell_id] = position.between(prev, nxt)
+        prev = positions[cell_id] = position.between(prev, after[k])
     for cell_id, pos in positions.items():
         nd._outputs.pop(cell_id, None)
         if cell_id in rows:
             events.append(ev.CellMoved(cell_id=cell_id, position=pos))
             continue
-        ycell = nd.cells[ids.index(cell_id)]
-        cell_type = ycell.get("cell_type")
-        if cell_type not in ("code", "markdown", "raw"):
-            raise ValueError(f"cell {cell_id!r}: 'cell_type' must be code, markdown or raw")
+        ycell = nd.cells[first[cell_id]]
+        cell_type = _cell_type(ycell, cell_id)
         meta = ycell.get("metadata")
         attachments = ycell.get("attachments")
         events.append(
@@ -188,7 +196,7 @@ def _derive_structure(
     # An id twice (two tabs inserted or moved the same cell at once): the
     # first map wins, the projection removes the others, and the tables
     # take what the winner holds.
-    twice = {i for i in order if ids.count(i) > 1}
+    twice = {cell_id for cell_id, n in Counter(ids).items() if n > 1}
     nd._stale |= twice  # the projection removes the other copies
     return events, set(positions) | twice
 
@@ -210,8 +218,7 @@ def _derive_cell(
     out: list[ev.Event] = []
     cell_type = ycell.get("cell_type")
     if touched("cell_type") and cell_type != row.cell_type:
-        if cell_type not in ("code", "markdown", "raw"):
-            raise ValueError(f"cell {row.id!r}: 'cell_type' must be code, markdown or raw")
+        cell_type = _cell_type(ycell, row.id)
         out.append(ev.CellTypeChanged(cell_id=row.id, cell_type=cell_type))
     if touched("source"):
         source = str(ycell.get("source") or "")
@@ -230,7 +237,7 @@ def _derive_cell(
         count = ycell.get("execution_count")
         count = None if count is None else int(count)
         shown = None if row.id in _running_cells(state) else row.execution_count
-        if current == _outputs_of(state, row) and count == shown:
+        if current == state.outputs_of(row) and count == shown:
             return out
         if outputs:
             out.append(_outputs_set(row.id, current, count))
@@ -242,6 +249,14 @@ def _derive_cell(
             )
         out.append(_outputs_set(row.id, [], None))
     return out
+
+
+def _cell_type(ycell: Map[Any], cell_id: str) -> ev.CellType:
+    cell_type = ycell.get("cell_type")
+    if cell_type not in ("code", "markdown", "raw"):
+        raise ValueError(f"cell {cell_id!r}: 'cell_type' must be code, markdown or raw")
+    result: ev.CellType = cell_type
+    return result
 
 
 def _fixed(order: list[str], rows: dict[str, CellRow]) -> set[str]:

@@ -18,6 +18,7 @@ without it. Two functions keep the two equal at every append:
 
 from __future__ import annotations
 
+import bisect
 from typing import TYPE_CHECKING, Any
 
 from . import catalogue as ev
@@ -53,7 +54,6 @@ class NotebookDoc:
             self.doc.apply_update(state)
         self.cells: Array[Any] = self.doc.get("cells", type=y.Array)
         self.meta: Map[Any] = self.doc.get("meta", type=y.Map)
-        self.state: Map[Any] = self.doc.get("state", type=y.Map)
         # What each cell's outputs were when last written here: comparing
         # against it is cheap (the strings are shared), reading Yjs is not.
         self._outputs: dict[str, list[dict[str, Any]]] = {}
@@ -149,7 +149,7 @@ class NotebookDoc:
                 self._outputs.pop(cid, None)
                 continue
             if cid in moving or cid not in index:
-                at = _bisect(order, rows, _key(rows, cid))
+                at = bisect.bisect_left(order, _key(rows, cid), key=lambda c: _key(rows, c))
                 self.cells.insert(at, crdt().Map(self._cell_content(row, state, cid in running)))
                 order.insert(at, cid)
                 shifted = True
@@ -198,7 +198,7 @@ class NotebookDoc:
             "metadata": y.Map(to_y(row.metadata)),
         }
         if row.cell_type == "code":
-            outputs = _outputs_of(state, row)
+            outputs = state.outputs_of(row)
             cell["outputs"] = y.Array([_youtput(o) for o in outputs])
             cell["execution_count"] = None if running else _count(row.execution_count)
             cell["execution_state"] = RUNNING if running else IDLE
@@ -234,7 +234,7 @@ class NotebookDoc:
         flag = RUNNING if running else IDLE
         if ycell.get("execution_state") != flag:
             ycell["execution_state"] = flag
-        self._project_outputs(ycell, row, _outputs_of(state, row))
+        self._project_outputs(ycell, row, state.outputs_of(row))
 
     def _project_outputs(self, ycell: Map[Any], row: CellRow, new: list[dict[str, Any]]) -> None:
         y = crdt()
@@ -302,13 +302,6 @@ def _count(count: int | None) -> float | None:
     return None if count is None else float(count)
 
 
-def _outputs_of(state: State, row: CellRow) -> list[dict[str, Any]]:
-    if row.cell_type != "code" or row.outputs_key is None:
-        return []
-    lst = state.t.outputs.get(row.outputs_key)
-    return lst.outputs if lst is not None else []
-
-
 def _running_cells(state: State) -> set[str]:
     """Cells with an execution queued or under way: JupyterLab shows them `[*]`."""
     t = state.t
@@ -344,14 +337,3 @@ def _in_place(order: list[str], i: int, rows: dict[str, CellRow]) -> bool:
     return (before is None or before not in rows or _key(rows, before) < key) and (
         after is None or after not in rows or key < _key(rows, after)
     )
-
-
-def _bisect(order: list[str], rows: dict[str, CellRow], key: tuple[str, str]) -> int:
-    lo, hi = 0, len(order)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if _key(rows, order[mid]) < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo

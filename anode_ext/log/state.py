@@ -157,6 +157,13 @@ class State:
     def copy(self) -> State:
         return State.decode(self.encode())
 
+    def outputs_of(self, cell: CellRow) -> list[dict[str, Any]]:
+        """The outputs a code cell shows now, as the tables hold them."""
+        if cell.cell_type != "code" or cell.outputs_key is None:
+            return []
+        lst = self.t.outputs.get(cell.outputs_key)
+        return lst.outputs if lst is not None else []
+
     def ordered_cells(self) -> list[CellRow]:
         return sorted(self.t.cells.values(), key=lambda c: (c.position, c.id))
 

@@ -72,6 +72,7 @@ class Store:
         self.keeps_document = document
         self.document: NotebookDoc | None = None
         self._doc_since_snapshot = 0
+        self._doc_touched = False  # this append changed the document (undo: reload it)
         self._catch_up()
         if document and self.document is None and self._has_document():
             self.document, self._doc_since_snapshot = self._load_document()
@@ -372,21 +373,19 @@ class Store:
         db.execute("INSERT INTO doc_snapshots (seq, state) VALUES (?, ?)", (seq, doc.encode()))
         self._doc_since_snapshot = 0
 
-    def _load_document(self, upto: int | None = None) -> tuple[NotebookDoc, int]:
+    def _load_document(self) -> tuple[NotebookDoc, int]:
         """The document from its latest snapshot and the log's updates after it,
         and how many updates that was."""
         with self._lock:
             row = self._db.execute(
-                "SELECT seq, state FROM doc_snapshots WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
-                (self.head if upto is None else upto,),
+                "SELECT seq, state FROM doc_snapshots ORDER BY seq DESC LIMIT 1"
             ).fetchone()
             after = row[0] if row else 0
             doc = NotebookDoc(row[1] if row else None)
             count = 0
             for (args,) in self._db.execute(
-                "SELECT args FROM events WHERE seq > ? AND seq <= ? AND name IN (?, ?) "
-                "ORDER BY seq",
-                (after, self.head if upto is None else upto, *_DOC_EVENTS),
+                "SELECT args FROM events WHERE seq > ? AND name IN (?, ?) ORDER BY seq",
+                (after, *_DOC_EVENTS),
             ):
                 doc.apply(decode_update(_UPDATE.decode(args).update))
                 count += 1
@@ -395,7 +394,7 @@ class Store:
     def _reload_document(self) -> None:
         """After a rollback: the document as the log has it (a refused update may
         have been applied to it before the refusal)."""
-        if self.document is not None and getattr(self, "_doc_touched", False):
+        if self.document is not None and self._doc_touched:
             if self._has_document():
                 self.document, self._doc_since_snapshot = self._load_document()
             else:

@@ -12,12 +12,7 @@ from .state import CellRow, State
 
 def cell_outputs(state: State, cell: CellRow) -> list[dict[str, Any]]:
     """The cell's outputs as nbformat v4 dicts (transient keys are not saved)."""
-    if cell.outputs_key is None or cell.cell_type != "code":
-        return []
-    lst = state.t.outputs.get(cell.outputs_key)
-    if lst is None:
-        return []
-    return [_saved_output(o) for o in lst.outputs]
+    return [_saved_output(o) for o in state.outputs_of(cell)]
 
 
 def _saved_output(output: dict[str, Any]) -> dict[str, Any]:

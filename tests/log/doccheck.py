@@ -19,8 +19,7 @@ def tables_view(store: Store) -> list[dict[str, Any]]:
             "metadata": row.metadata,
         }
         if row.cell_type == "code":
-            lst = state.t.outputs.get(row.outputs_key or "")
-            cell["outputs"] = lst.outputs if lst is not None else []
+            cell["outputs"] = state.outputs_of(row)
         out.append(cell)
     return out
 

@@ -157,6 +157,12 @@ class State:
     def copy(self) -> State:
         return State.decode(self.encode())
 
+    def kernel_name(self) -> str | None:
+        """The kernel the notebook's metadata names (`kernelspec.name`), if any."""
+        spec = self.t.notebook.metadata.get("kernelspec")
+        name = spec.get("name") if isinstance(spec, dict) else None
+        return name if isinstance(name, str) else None
+
     def outputs_of(self, cell: CellRow) -> list[dict[str, Any]]:
         """The outputs a code cell shows now, as the tables hold them."""
         if cell.cell_type != "code" or cell.outputs_key is None:

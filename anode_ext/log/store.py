@@ -34,6 +34,8 @@ CHECKPOINT_EVERY = 2000
 # The document is snapshotted (one update holding its state) after this many
 # document events, so opening it applies at most that many.
 DOCUMENT_SNAPSHOT_EVERY = 500
+# anode_ext.kernel.KERNEL_NAME, which the log does not import (a test keeps them equal).
+ANODE_KERNEL = "anode-pyodide"
 _DOC_EVENTS = (ev.DocumentUpdated.name, ev.CellSourceEdited.name)
 
 
@@ -531,9 +533,8 @@ def _derive(
 def _foreign_kernel(state: State) -> bool:
     """A notebook whose kernelspec names a kernel other than Anode's: its outputs
     come from that kernel through JupyterLab, not from a runtime of the log."""
-    spec = state.t.notebook.metadata.get("kernelspec")
-    name = spec.get("name") if isinstance(spec, dict) else None
-    return isinstance(name, str) and name != "anode-pyodide"
+    name = state.kernel_name()
+    return name is not None and name != ANODE_KERNEL
 
 
 def _same_event(name: str, args: str, event: Event, raw: bytes) -> bool:

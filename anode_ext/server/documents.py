@@ -21,6 +21,7 @@ from typing import Any
 
 from jupyter_core.utils import ensure_async
 
+from ..kernel import KERNEL_NAME
 from ..log import catalogue as ev
 from ..log.document import NotebookDoc, encode_update
 from ..log.envelope import Envelope
@@ -38,8 +39,6 @@ from ..log.state import State
 from .rooms import Notebooks, Room
 
 log = logging.getLogger(__name__)
-
-KERNEL_NAME = "anode-pyodide"
 
 
 class Documents:
@@ -264,16 +263,10 @@ class Documents:
         return seq
 
 
-def kernel_of(room: Room) -> str | None:
-    spec = room.store.state.t.notebook.metadata.get("kernelspec")
-    name = spec.get("name") if isinstance(spec, dict) else None
-    return name if isinstance(name, str) else None
-
-
 def served(room: Room) -> bool:
     """Whether the file is the log's: a notebook of another kernel stays
     JupyterLab's own (saved by JupyterLab, never written or read back here)."""
-    return kernel_of(room) in (None, KERNEL_NAME)
+    return room.store.state.kernel_name() in (None, KERNEL_NAME)
 
 
 def disk_update(state: State, document: NotebookDoc | None, nb: Any) -> bytes:

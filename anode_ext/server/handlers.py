@@ -29,7 +29,7 @@ from ..log.ipynb import NotebookFormatError, export_notebook, import_events
 from ..log.state import State
 from ..log.sync import ProtocolError, PullMessage, PushMessage, parse_message
 from ..log.view import state_json
-from .documents import Documents, kernel_of
+from .documents import Documents
 from .kernels import KERNEL_USER, Grant, KernelJoin
 from .rooms import SERVER, Notebooks, Room
 
@@ -186,7 +186,7 @@ class DocumentHandler(_Base, APIHandler):
     async def get(self) -> None:
         path = self._path()
         notebook_id = await self.documents.notebook_for(path)
-        kernel = kernel_of(self.room_or_404(notebook_id))
+        kernel = self.room_or_404(notebook_id).store.state.kernel_name()
         self.finish({"id": notebook_id, "path": path, "kernel": kernel})
 
     @web.authenticated

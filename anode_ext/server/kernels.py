@@ -18,11 +18,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..kernel import KERNEL_NAME
 from ..log.rules import Identity
-from .documents import KERNEL_NAME, Documents
+from .documents import Documents
 
 log = logging.getLogger(__name__)
-
 
 KERNEL_USER = "anode-kernel"
 KERNEL_RIGHTS = frozenset({"read", "write", "execute"})
@@ -47,18 +47,12 @@ class KernelJoin:
         self.server_url = server_url
         self.grants: dict[str, Grant] = {}
 
-    def document(self, session_name: str) -> str | None:
-        return self.documents.document(session_name)
-
-    async def notebook_for(self, path: str) -> str:
-        return await self.documents.notebook_for(path)
-
     # -- credentials -----------------------------------------------------------------
     def grant(self, credential: str) -> Grant | None:
         return self.grants.get(credential)
 
     async def kernel_env(self, path: str, kernel_id: str) -> dict[str, str]:
-        notebook_id = await self.notebook_for(path)
+        notebook_id = await self.documents.notebook_for(path)
         credential = secrets.token_urlsafe(32)
         self.grants[credential] = Grant(notebook_id, kernel_id)
         return {
@@ -82,7 +76,7 @@ class KernelJoin:
         async def start_kernel(*args: Any, **kwargs: Any) -> str:
             name = kwargs.get("kernel_name") or default_name
             env = dict(kwargs.get("env") or {})
-            path = self.document(env.get("JPY_SESSION_NAME") or "")
+            path = self.documents.document(env.get("JPY_SESSION_NAME") or "")
             if name == KERNEL_NAME and path is not None and not kwargs.get("kernel_id"):
                 kernel_id = str(uuid.uuid4())
                 env.update(await self.kernel_env(path, kernel_id))

@@ -17,7 +17,8 @@ import { Envelope } from './generated/anode';
 
 /** The origin of updates that came from the log (never pushed back). */
 export const REMOTE = Symbol('anode-remote');
-const KERNEL = 'anode-pyodide';
+/** The kernel whose notebooks Anode serves (anode_ext.kernel.KERNEL_NAME). */
+export const KERNEL = 'anode-pyodide';
 const FINAL = new Set(['v1.ExecutionCompleted', 'v1.ExecutionFailed', 'v1.ExecutionCancelled']);
 
 export interface IInputChange {

@@ -10,6 +10,7 @@
 import { INotebookCellExecutor, runCell as defaultRunCell } from '@jupyterlab/notebook';
 
 import { newId } from './connection';
+import { KERNEL } from './document';
 import { AnodeContentProvider } from './provider';
 
 interface IQueued {
@@ -26,7 +27,7 @@ export class AnodeCellExecutor implements INotebookCellExecutor {
     const binding = this.provider.bindingNow(path);
     // A notebook switched to another kernel runs on that kernel, as JupyterLab does.
     const kernel = options.sessionContext?.session?.kernel?.name;
-    const foreign = !!kernel && kernel !== 'anode-pyodide';
+    const foreign = !!kernel && kernel !== KERNEL;
     if (options.cell.model.type !== 'code' || !binding || !binding.notebookId || foreign) {
       return defaultRunCell(options);
     }

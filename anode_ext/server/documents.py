@@ -36,7 +36,7 @@ from ..log.ipynb import (
 from ..log.materialize import Batch, fold
 from ..log.rules import ALL_RIGHTS, Identity
 from ..log.state import State
-from .rooms import Notebooks, Room
+from .rooms import SERVER, Notebooks, Room
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +250,10 @@ class Documents:
             log.warning("%s changed on disk but is not a notebook now: %s", path, err)
             self._written[path] = (written[0] if written else "", mtime)
             return None
+        if room.store.document is None:
+            room.store.sync_document(SERVER)  # a change on disk is a document edit too
+            room.hub.wake()
+        assert room.store.document is not None
         update = disk_update(room.store.state, room.store.document, nb)
         seq = None
         if update:
@@ -269,11 +273,9 @@ def served(room: Room) -> bool:
     return room.store.state.kernel_name() in (None, KERNEL_NAME)
 
 
-def disk_update(state: State, document: NotebookDoc | None, nb: Any) -> bytes:
+def disk_update(state: State, document: NotebookDoc, nb: Any) -> bytes:
     """The Yjs update that turns `document` into the notebook `nb` (read from a file),
     made on a copy: the log appends it as any client's update."""
-    if document is None:
-        return b""
     scratch = State()
     batch = Batch(scratch, undo=False)
     for seq, event in enumerate(import_events(validated(nb)), 1):

@@ -132,3 +132,25 @@ async def test_a_new_notebook_without_cells_gets_one_to_type_in(
     nb = (await open_doc(jp_fetch, "Untitled.ipynb"))["id"]
     state = body(await jp_fetch("anode", "api", "notebooks", nb))
     assert [(c["cell_type"], c["source"]) for c in state["cells"]] == [("code", "")]
+
+
+async def test_a_disk_change_reaches_a_log_no_browser_has_opened_yet(
+    jp_fetch: Any, jp_root_dir: Path
+) -> None:
+    """A kernel joined the log (no tab asked for its document): the file's edit is not dropped."""
+    path = jp_root_dir / "k.ipynb"
+    write_nb(path)
+    nb = (await open_doc(jp_fetch, "k.ipynb"))["id"]
+    edited = nbformat.read(path, as_version=4)
+    edited.cells[0].source = "x = 'from disk'"
+    time.sleep(0.05)
+    nbformat.write(edited, path)
+
+    async def source() -> str:
+        state = body(await jp_fetch("anode", "api", "notebooks", nb))
+        return str(state["cells"][0]["source"])
+
+    deadline = time.monotonic() + 10
+    while await source() != "x = 'from disk'":
+        assert time.monotonic() < deadline, "the disk edit never reached the log"
+        await asyncio.sleep(0.1)

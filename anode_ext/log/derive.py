@@ -64,14 +64,12 @@ def derive(
     def on_meta(events: list[Any]) -> None:
         flags["meta"] = True
 
-    sub_cells = nd.cells.observe_deep(on_cells)
-    sub_meta = nd.meta.observe_deep(on_meta)
     order = nd._order
+    nd.hearing = (on_cells, on_meta)
     try:
         nd.apply(update)
     finally:
-        nd.cells.unobserve(sub_cells)
-        nd.meta.unobserve(sub_meta)
+        nd.hearing = None
     if not flags["structure"]:
         nd._order = order  # the cells did not move
     events: list[ev.Event] = []

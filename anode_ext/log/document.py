@@ -19,6 +19,7 @@ without it. Two functions keep the two equal at every append:
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import catalogue as ev
@@ -61,6 +62,19 @@ class NotebookDoc:
         # Cells a client's update left holding what the log does not keep
         # (`trusted`): the next projection writes them back as the tables say.
         self._stale: set[str] = set()
+        # Who hears the changes of the update being applied (derive): subscribed
+        # once here, as subscribing per update costs more than applying it.
+        self.hearing: tuple[Callable[[list[Any]], None], Callable[[list[Any]], None]] | None = None
+        self.cells.observe_deep(self._on_cells)
+        self.meta.observe_deep(self._on_meta)
+
+    def _on_cells(self, events: list[Any]) -> None:
+        if self.hearing is not None:
+            self.hearing[0](events)
+
+    def _on_meta(self, events: list[Any]) -> None:
+        if self.hearing is not None:
+            self.hearing[1](events)
 
     @property
     def needs_projection(self) -> bool:

@@ -8,6 +8,8 @@ from the caller.
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
 import sqlite3
 import threading
@@ -34,6 +36,8 @@ CHECKPOINT_EVERY = 2000
 # The document is snapshotted (one update holding its state) after this many
 # document events, so opening it applies at most that many.
 DOCUMENT_SNAPSHOT_EVERY = 500
+# Rows kept in memory after their commit, for readers at the head.
+RECENT_ROWS = 512
 # anode_ext.kernel.KERNEL_NAME, which the log does not import (a test keeps them equal).
 ANODE_KERNEL = "anode-pyodide"
 _DOC_EVENTS = (ev.DocumentUpdated.name, ev.CellSourceEdited.name)
@@ -75,6 +79,9 @@ class Store:
         self.document: NotebookDoc | None = None
         self._doc_since_snapshot = 0
         self._doc_touched = False  # this append changed the document (undo: reload it)
+        # The last rows this store committed, ending at its head: live readers
+        # (a websocket a keystroke behind) read them without a query.
+        self._recent: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=RECENT_ROWS)
         self._catch_up()
         if document and self.document is None and self._has_document():
             self.document, self._doc_since_snapshot = self._load_document()
@@ -359,6 +366,7 @@ class Store:
             if doc is not None and (doc_events or full):
                 self._snapshot_document(db, doc, seq, doc_events)
             db.execute("COMMIT")
+            self._recent.extend(rows)
             self._doc_touched = False
         except BaseException:
             b.rollback()
@@ -441,6 +449,7 @@ class Store:
         """Fold events another process appended since we last looked."""
         (db_head,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
         if db_head != self.state.t.head:
+            self._recent.clear()
             self.state = State(tables.load(self._db))
             if self.document is not None or (self.keeps_document and self._has_document()):
                 self.document, self._doc_since_snapshot = self._load_document()
@@ -457,6 +466,10 @@ class Store:
         return [_envelope_json(r) for r in self._rows(after, limit)]
 
     def _rows(self, after: int, limit: int | None) -> list[tuple[Any, ...]]:
+        recent = self._recent
+        if recent and recent[0][0] <= after + 1 and recent[-1][0] == self.state.t.head:
+            tail = list(itertools.islice(recent, after + 1 - recent[0][0], None))
+            return tail if limit is None else tail[:limit]
         sql = (
             "SELECT seq, id, name, args, client_id, user, at FROM events WHERE seq > ? ORDER BY seq"
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 from jupyter_core.utils import ensure_async
@@ -211,11 +212,23 @@ class NotebookDocumentHandler(_Base, APIHandler):
             room.hub.wake()
         assert store.document is not None
         who = await self.identity()
+        t = store.state.t
+        waiting = [
+            {
+                "execution_id": i.execution_id,
+                "cell_id": t.executions[i.execution_id].cell_id,
+                "prompt": i.prompt,
+                "password": i.password,
+            }
+            for i in t.inputs.values()
+            if i.state == "pending" and i.execution_id in t.executions
+        ]
         self.finish(
             {
                 "head": store.head,
                 "update": encode_update(store.document.encode()),
                 "writable": "write" in who.rights,
+                "inputs": waiting,  # input() calls waiting at that head
             }
         )
 
@@ -315,10 +328,14 @@ class SyncHandler(_Base, WebSocketMixin, WebSocketHandler, JupyterHandler):
             if self.sub is not None:
                 self.room.unsubscribe(self.sub)
             max_lag = self.settings.get("anode_max_lag", 100_000)
-            self.sub = self.room.subscribe(_Conn(self), msg.after, max_lag)
+            # A kernel's connection hears an append after the people's tabs.
+            person = self.grant is None
+            self.sub = self.room.subscribe(_Conn(self), msg.after, max_lag, person=person)
             return
         try:
             seqs = self.room.hub.push_json(bytes(msg.events), self.who)
+            # The events before the acknowledgement, to the other tabs first.
+            self.room.fanout(last=self.sub)
             answer: dict[str, Any] = {"type": "push_ok", "req": msg.req, "seqs": seqs}
         except Refused as err:
             answer = {
@@ -348,8 +365,8 @@ class _Conn:
     def __init__(self, handler: SyncHandler) -> None:
         self.handler = handler
 
-    async def write(self, message: str) -> None:
-        await self.handler.write_message(message)
+    def write(self, message: str) -> Awaitable[None]:
+        return self.handler.write_message(message)
 
     def close(self, code: int, reason: str) -> None:
         self.handler.close(code, reason)

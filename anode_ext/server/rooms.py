@@ -37,7 +37,9 @@ SERVER = Identity("anode-server", "anode-server", ALL_RIGHTS)
 class Connection(Protocol):
     """What a room needs from a subscriber's transport (a websocket)."""
 
-    def write(self, message: str) -> Awaitable[None]: ...
+    def write(self, message: str) -> Awaitable[None]:
+        """Send now (or raise if closed); the awaitable is done once it is flushed."""
+        ...
 
     def close(self, code: int, reason: str) -> None: ...
 
@@ -45,43 +47,57 @@ class Connection(Protocol):
 class Subscriber:
     """A live reader of a room, at its own cursor."""
 
-    def __init__(self, room: Room, conn: Connection, after: int, max_lag: int) -> None:
+    def __init__(
+        self, room: Room, conn: Connection, after: int, max_lag: int, *, person: bool = True
+    ) -> None:
         self.room = room
         self.conn = conn
         self.cursor = after
         self.max_lag = max_lag
+        self.person = person  # someone is looking (a kernel or a runtime is not)
         self._task: asyncio.Task[None] | None = None
-        self._again = False
         self._answered = False
 
     def wake(self) -> None:
+        """Send what is new at once, in this call (a reader has an append before
+        its writer has the acknowledgement); the rest after each flush."""
         if self._task is not None and not self._task.done():
-            self._again = True
-            return
-        self._task = asyncio.ensure_future(self._send())
+            return  # the task reads the head again after its flush
+        flushed = self._next()
+        if flushed is not None:
+            self._task = asyncio.ensure_future(self._drain(flushed))
 
-    async def _send(self) -> None:
+    def _next(self) -> Awaitable[None] | None:
+        """Write the next page; None when up to date or gone."""
         store = self.room.store
-        while True:
-            self._again = False
-            if store.head - self.cursor > self.max_lag:
+        if self._answered and self.cursor >= store.head:
+            return None
+        if store.head - self.cursor > self.max_lag:
+            self.room.unsubscribe(self)
+            self.conn.close(1013, f"too far behind; reconnect and pull from {self.cursor}")
+            return None
+        count, message = self.room.page(self.cursor)
+        if not count and self._answered:
+            return None
+        # The first answer to a pull goes out even when empty: its head tells
+        # the client it is up to date.
+        self._answered = True
+        try:
+            flushed = self.conn.write(message)
+        except Exception:  # closed meanwhile
+            self.room.unsubscribe(self)
+            return None
+        self.cursor += count
+        return flushed
+
+    async def _drain(self, flushed: Awaitable[None] | None) -> None:
+        while flushed is not None:
+            try:
+                await flushed
+            except Exception:  # closed meanwhile
                 self.room.unsubscribe(self)
-                self.conn.close(1013, f"too far behind; reconnect and pull from {self.cursor}")
                 return
-            count, message = self.room.page(self.cursor)
-            if count or not self._answered:
-                # The first answer to a pull goes out even when empty: its
-                # head tells the client it is up to date.
-                self._answered = True
-                try:
-                    await self.conn.write(message)
-                except Exception:  # closed meanwhile
-                    self.room.unsubscribe(self)
-                    return
-                self.cursor += count
-                continue
-            if not self._again:
-                return
+            flushed = self._next()
 
 
 async def _quietly(write: Awaitable[None]) -> None:
@@ -125,11 +141,23 @@ class Room:
         self._page = ((cursor, head), len(raws), message)
         return len(raws), message
 
+    def fanout(self, last: Subscriber | None = None) -> None:
+        """Send every subscriber what is new now: people first, then kernels and
+        runtimes, then `last` (the writer's own), so a keystroke reaches the
+        other tabs first (each send is a system call that wakes a process)."""
+        subs = sorted(self.subscribers, key=lambda sub: (sub is last, not sub.person))
+        for sub in subs:
+            sub.wake()
+
     def broadcast(self, message: dict[str, Any]) -> None:
         """A message to every subscriber beside the events (the file was saved, say)."""
         text = json.dumps(message)
         for sub in list(self.subscribers):
-            task = asyncio.ensure_future(_quietly(sub.conn.write(text)))
+            try:
+                flushed = sub.conn.write(text)
+            except Exception:  # closed meanwhile: its handler unsubscribes it
+                continue
+            task = asyncio.ensure_future(_quietly(flushed))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
@@ -145,8 +173,10 @@ class Room:
             self.connections.pop(client_id, None)
         self.last_activity = time.monotonic()
 
-    def subscribe(self, conn: Connection, after: int, max_lag: int) -> Subscriber:
-        sub = Subscriber(self, conn, after, max_lag)
+    def subscribe(
+        self, conn: Connection, after: int, max_lag: int, *, person: bool = True
+    ) -> Subscriber:
+        sub = Subscriber(self, conn, after, max_lag, person=person)
         self.subscribers.add(sub)
         self.last_activity = time.monotonic()
         sub.wake()
@@ -167,8 +197,7 @@ class Room:
             if self.store.head != head:
                 head = self.store.head
                 self.last_activity = time.monotonic()
-                for sub in list(self.subscribers):
-                    sub.wake()
+                self.fanout()
                 for callback in self.on_change:
                     callback(self)
 

@@ -40,6 +40,8 @@ interface IDocumentSnapshot {
   head: number;
   update: string;
   writable: boolean;
+  /** `input()` calls waiting at that head. */
+  inputs: { execution_id: string; cell_id: string | null; prompt: string; password: boolean }[];
 }
 
 type Job = { kind: 'doc' } | { kind: 'events'; events: IPushEvent[]; done: (e?: Error) => void };
@@ -119,6 +121,12 @@ export class NotebookBinding {
     );
     this.writable = snap.writable;
     Y.applyUpdate(this.model.ydoc, fromBase64(snap.update), REMOTE);
+    for (const i of snap.inputs ?? []) {
+      if (i.cell_id) {
+        this.cells.set(i.execution_id, i.cell_id);
+      }
+      this.ask(i.execution_id, i.prompt, !!i.password);
+    }
     this.conn = new LogConnection(
       where.id,
       events => this.onEvents(events),
@@ -155,16 +163,8 @@ export class NotebookBinding {
       if (e.name === 'v1.ExecutionRequested' && e.args.cell_id) {
         this.cells.set(e.args.execution_id, e.args.cell_id);
       } else if (e.name === 'v1.InputRequested') {
-        const cellId = this.cells.get(e.args.execution_id);
-        if (cellId) {
-          const { prompt, password } = e.args;
-          this._input.emit({
-            executionId: e.args.execution_id,
-            cellId,
-            prompt: prompt ?? '',
-            password: !!password
-          });
-        }
+        const { prompt, password } = e.args;
+        this.ask(e.args.execution_id, prompt ?? '', !!password);
       } else if (e.name === 'v1.InputReplied') {
         this.settle(e.args.execution_id);
       }
@@ -178,8 +178,24 @@ export class NotebookBinding {
     }
   }
 
+  /** The `input()` calls waiting now, in cells of this notebook. */
+  get waitingInputs(): IInputChange[] {
+    return Array.from(this.asking.values()).filter(i => i.cellId !== null);
+  }
+
+  private ask(executionId: string, prompt: string, password: boolean): void {
+    const change = { executionId, cellId: this.cells.get(executionId) ?? null, prompt, password };
+    this.asking.set(executionId, change);
+    if (change.cellId !== null) {
+      this._input.emit(change);
+    }
+  }
+
+  /** An input request was answered (here or anywhere) or its execution ended. */
   private settle(executionId: string): void {
-    this._input.emit({ executionId, cellId: null, prompt: '', password: false });
+    if (this.asking.delete(executionId)) {
+      this._input.emit({ executionId, cellId: null, prompt: '', password: false });
+    }
   }
 
   private onLocalUpdate = (update: Uint8Array, origin: unknown): void => {
@@ -242,6 +258,7 @@ export class NotebookBinding {
   private _refused = new Signal<this, string>(this);
   private _input = new Signal<this, IInputChange>(this);
   private cells = new Map<string, string>(); // execution -> cell
+  private asking = new Map<string, IInputChange>(); // executions whose input() waits
 }
 
 export function fromBase64(text: string): Uint8Array {

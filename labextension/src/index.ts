@@ -95,26 +95,7 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
   requires: [INotebookTracker],
   optional: [ILabShell],
   activate: (app: JupyterFrontEnd, tracker: INotebookTracker, labShell: ILabShell | null) => {
-    // An input() answered elsewhere (another collaborator, the panel) leaves
-    // JupyterLab's own prompt open and its "pending input" guard set, which
-    // would refuse to run any cell: close both.
-    const settle = (path: string) => {
-      tracker.forEach(nb => {
-        if (nb.context.path !== path) {
-          return;
-        }
-        const kernel = nb.sessionContext.session?.kernel as
-          | { removeInputGuard?: () => void }
-          | null
-          | undefined;
-        kernel?.removeInputGuard?.();
-        nb.node.querySelectorAll<HTMLInputElement>('.jp-Stdin-input').forEach(input => {
-          input.disabled = true;
-          input.placeholder = 'answered in the Anode panel';
-        });
-      });
-    };
-    const panel = new AnodePanel(settle);
+    const panel = new AnodePanel();
     app.shell.add(panel, 'right', { rank: 600 });
     const follow = () => void panel.setDocument(tracker.currentWidget?.context.path ?? null);
     tracker.currentChanged.connect(follow);

@@ -34,8 +34,6 @@ export class QueueModel {
   /** The run (Run All) each stop-on-error execution belongs to. */
   private readonly batches = new Map<string, string>();
   readonly events: IEventLine[] = [];
-  /** Input requests answered since the last paint (the page may show their prompt). */
-  settled: string[] = [];
   head = 0;
 
   /** Executions newest first (what the queue list shows). */
@@ -179,7 +177,6 @@ export class QueueModel {
         if (req) {
           req.state = 'answered';
           req.replied_by = env.user;
-          this.settled.push(req.execution_id);
         }
         break;
       }
@@ -204,7 +201,6 @@ export class QueueModel {
     const req = this.inputs.get(ex.id);
     if (req?.state === 'pending') {
       req.state = 'abandoned';
-      this.settled.push(req.execution_id);
     }
     ex.state = state;
     ex.ended_at = at;

@@ -14,11 +14,7 @@ const ROW_HEIGHT = 42;
 const OVERSCAN = 8;
 
 export class AnodePanel extends Widget {
-  /**
-   * @param onInputSettled called with the document's path when an input request
-   * was answered (here, by a collaborator, or by the kernel's own client) or abandoned.
-   */
-  constructor(private readonly onInputSettled: (path: string) => void = () => undefined) {
+  constructor() {
     super();
     this.id = 'anode-panel';
     this.title.label = 'Anode';
@@ -70,6 +66,8 @@ export class AnodePanel extends Widget {
     this.path = path;
     this.conn?.dispose();
     this.conn = null;
+    this.notebookId = null;
+    this.cursor = 0;
     this.model = new QueueModel();
     this.paintedVersion = -1;
     this.paintedHead = -1;
@@ -88,25 +86,44 @@ export class AnodePanel extends Widget {
         return;
       }
       this.node.dataset.notebookId = doc.id;
-      this.conn = new LogConnection(
-        doc.id,
-        (events, head) => {
-          for (const e of events) {
-            this.model.apply(e);
-          }
-          this.model.head = Math.max(this.model.head, head);
-          this.schedule();
-        },
-        (status, detail) => this.setStatus(status, detail)
-      );
+      this.notebookId = doc.id;
+      this.connect(0);
     } catch (err) {
       this.showError(`Cannot follow ${path}: ${(err as Error).message}`);
     }
   }
 
+  /** Follow the log live from `after` (only while the panel is shown). */
+  private connect(after: number): void {
+    if (!this.isVisible || this.conn !== null || this.notebookId === null) {
+      return;
+    }
+    this.conn = new LogConnection(
+      this.notebookId,
+      (events, head) => {
+        for (const e of events) {
+          this.model.apply(e);
+        }
+        this.model.head = Math.max(this.model.head, head);
+        this.schedule();
+      },
+      (status, detail) => this.setStatus(status, detail),
+      undefined,
+      { after }
+    );
+  }
+
   protected onAfterShow(): void {
     this.paintedVersion = -1;
+    this.connect(this.cursor);
     this.schedule();
+  }
+
+  /** A hidden panel does not follow: every keystroke would cost the server a send. */
+  protected onAfterHide(): void {
+    this.cursor = this.conn?.cursor ?? this.cursor;
+    this.conn?.dispose();
+    this.conn = null;
   }
 
   dispose(): void {
@@ -125,10 +142,6 @@ export class AnodePanel extends Widget {
   }
 
   private paint(): void {
-    if (this.model.settled.length && this.path !== null) {
-      this.model.settled = [];
-      this.onInputSettled(this.path);
-    }
     if (!this.isVisible) {
       return; // painted again when shown
     }
@@ -237,7 +250,7 @@ export class AnodePanel extends Widget {
   }
 
   private async showAt(seq: number): Promise<void> {
-    const id = this.conn?.notebookId;
+    const id = this.notebookId;
     if (!id) {
       return;
     }
@@ -328,6 +341,8 @@ export class AnodePanel extends Widget {
 
   private path: string | null = null;
   private conn: LogConnection | null = null;
+  private notebookId: string | null = null;
+  private cursor = 0; // where a hidden panel resumes
   private model = new QueueModel();
   private following = true;
   private frame = 0;

@@ -10,10 +10,11 @@ import { IInputChange, NotebookBinding } from './document';
 
 export function showInputs(panel: NotebookPanel, binding: NotebookBinding): void {
   const open = new Map<string, HTMLElement>();
-  binding.input.connect((_, change: IInputChange) => {
+  const show = (change: IInputChange) => {
     open.get(change.executionId)?.remove();
     open.delete(change.executionId);
     if (change.cellId === null) {
+      settleKernelInput(panel);
       return;
     }
     const cell = panel.content.widgets.find(c => c.model.id === change.cellId);
@@ -45,5 +46,26 @@ export function showInputs(panel: NotebookPanel, binding: NotebookBinding): void
     form.addEventListener('keydown', ev => ev.stopPropagation());
     area.appendChild(form);
     open.set(change.executionId, form);
-  });
+  };
+  binding.waitingInputs.forEach(show); // asked before this tab opened
+  binding.input.connect((_, change) => show(change));
+}
+
+/**
+ * An input request was settled in the log: a prompt the kernel put up for
+ * its own client (JupyterLab's stdin box) would wait for ever, and the
+ * kernel's input guard would refuse to run any cell: close both.
+ */
+function settleKernelInput(panel: NotebookPanel): void {
+  const kernel = panel.sessionContext.session?.kernel as
+    | { removeInputGuard?: () => void }
+    | null
+    | undefined;
+  kernel?.removeInputGuard?.();
+  panel.node
+    .querySelectorAll<HTMLInputElement>('.jp-Stdin:not(.anode-stdin) .jp-Stdin-input')
+    .forEach(input => {
+      input.disabled = true;
+      input.placeholder = 'answered elsewhere';
+    });
 }

@@ -300,7 +300,9 @@ def test_a_server_restart_with_tabs_open_loses_and_duplicates_nothing(
     assert ids == [c["id"] for c in lab.state(nb)["cells"]] == ["a", "b", "c", "m"]
 
 
-def test_input_shows_in_the_notebook_and_anyone_answers(lab: Server, pages: Any) -> None:
+def test_input_shows_in_the_notebook_and_anyone_answers(
+    lab: Server, browser: Any, pages: Any
+) -> None:
     alice, bob = pages
     alice.evaluate(
         """() => {
@@ -314,6 +316,10 @@ def test_input_shows_in_the_notebook_and_anyone_answers(lab: Server, pages: Any)
     )
     for page in pages:
         page.wait_for_selector(".anode-stdin:has-text('Who?')")
+    # A tab opened while input() waits shows the prompt too.
+    carol = open_doc(browser, lab)
+    carol.wait_for_selector(".anode-stdin:has-text('Who?')")
+    pages = (alice, bob, carol)
     bob.locator(".anode-stdin input").fill("Bob")
     bob.locator(".anode-stdin input").press("Enter")
     for page in pages:
@@ -322,3 +328,4 @@ def test_input_shows_in_the_notebook_and_anyone_answers(lab: Server, pages: Any)
     nb = nb_id(alice)
     replies = [e for e in events(lab, nb) if e["name"] == "v1.InputReplied"]
     assert replies and replies[-1]["user"] == username(bob)
+    carol.context.close()

@@ -154,3 +154,33 @@ def test_state_refusal_mid_batch_undoes_every_fold(store):
     assert info.value.status == 409
     assert (log_bytes(store), store.state.encode()) == before
     assert store.state.t.cells["a"].source == "one"
+
+
+def test_recent_events_read_from_memory_equal_the_file(tmp_path, monkeypatch):
+    """Readers at the head get the last commits from memory: the same bytes the
+    file holds, a refused push leaves nothing there, and another process's
+    append is read from the file."""
+    from anode_ext.log import store as store_module
+
+    monkeypatch.setattr(store_module, "RECENT_ROWS", 5)
+    path = tmp_path / "nb.anode"
+    s = Store.open(path, create=True)
+
+    def from_file(after):
+        with Store.open(path, readonly=True) as reader:
+            return reader.events_json(after)
+
+    for i in range(8):
+        s.push([cell(f"c{i}", position=f"V{i + 1}")], ALICE)
+    with pytest.raises(Refused):
+        s.push([e("CellDeleted", cell_id="nope")], ALICE)
+    assert len(s._recent) == 5
+    for after in range(10):
+        for limit in (None, 1, 3):
+            want = from_file(after)
+            assert s.events_json(after, limit) == (want if limit is None else want[:limit])
+    other = Store.open(path)
+    other.push([e("CellDeleted", cell_id="c0")], BOB)
+    s.refresh()
+    assert s.events_json(6) == from_file(6)
+    assert [env.name for env in s.events(8)] == ["v1.CellDeleted"]

@@ -42,7 +42,10 @@ def jp_server_cleanup() -> Iterator[None]:
 
 
 def serve_lab(
-    tmp_path_factory: pytest.TempPathFactory, files: dict[str, Any], *options: str
+    tmp_path_factory: pytest.TempPathFactory,
+    files: dict[str, Any],
+    *options: str,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """A real `jupyter lab` on a root holding `files` (name -> notebook), for one module."""
     if not Path(CHROMIUM).exists():
@@ -56,7 +59,7 @@ def serve_lab(
         }
         nbformat.write(nb, root / name)
     settings = lab_options(tmp_path_factory.mktemp("lab-settings"))
-    server = Server(root, *settings, *options, app="jupyterlab")
+    server = Server(root, *settings, *options, app="jupyterlab", env=env)
     server.start(timeout=180)
     try:
         yield server

@@ -27,10 +27,16 @@ class Server:
     """`jupyter server` on a port, root dir and store dir that survive restarts."""
 
     def __init__(
-        self, root: Path, *options: str, port: int | None = None, app: str = "jupyter_server"
+        self,
+        root: Path,
+        *options: str,
+        port: int | None = None,
+        app: str = "jupyter_server",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.root = root
         self.app = app
+        self.env = env  # the environment beside ours (None: ours as it is)
         self.port = port or free_port()
         self.options = options
         self.proc: subprocess.Popen[str] | None = None
@@ -54,8 +60,9 @@ class Server:
         ]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
+        env = None if self.env is None else {**os.environ, **self.env}
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, env=env
         )
         deadline = time.monotonic() + timeout
         while True:

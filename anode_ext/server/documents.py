@@ -175,7 +175,7 @@ class Documents:
             written = self._written.get(path)
             if written is not None and _mtime(self.root_dir / path) != written[1]:
                 await self.read_back(path, room)
-            text = _text(room.store.state)
+            text, head = _text(room.store.state), room.store.head
             written = self._written.get(path)
             model: dict[str, Any]
             if written is not None and written[0] == text and not checkpoint:
@@ -197,6 +197,7 @@ class Documents:
                 "last_modified": model.get("last_modified"),
                 "hash": model.get("hash"),
                 "hash_algorithm": model.get("hash_algorithm"),
+                "head": head,  # the file holds the log up to this seq
             }
         )
         return model

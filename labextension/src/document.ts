@@ -34,6 +34,8 @@ export interface ISaved {
   last_modified: string;
   hash?: string | null;
   hash_algorithm?: string | null;
+  /** The file holds the log up to this seq. */
+  head: number;
 }
 
 interface IDocumentSnapshot {
@@ -64,6 +66,11 @@ export class NotebookBinding {
   /** The server wrote the file from the log. */
   get saved(): ISignal<this, ISaved> {
     return this._saved;
+  }
+
+  /** The file on disk holds every change made in this tab (the tab is not "unsaved"). */
+  get clean(): ISignal<this, void> {
+    return this._clean;
   }
 
   /** An `input()` waits in a cell of this notebook, or no longer does (answered, ended). */
@@ -136,7 +143,13 @@ export class NotebookBinding {
         after: snap.head,
         onMessage: msg => {
           if (msg.type === 'saved') {
-            this._saved.emit(msg as unknown as ISaved);
+            const saved = msg as unknown as ISaved;
+            this._saved.emit(saved);
+            const idle = !this.busy && !this.jobs.length && !this.outbox.length;
+            const held = Math.max(this.pushedSeq, this.conn?.cursor ?? 0);
+            if (idle && saved.head >= held) {
+              this._clean.emit();
+            }
           }
         }
       }
@@ -220,7 +233,8 @@ export class NotebookBinding {
         const job = this.jobs.shift()!;
         if (job.kind === 'events') {
           try {
-            await this.conn.push(job.events);
+            const seqs = await this.conn.push(job.events);
+            this.pushedSeq = Math.max(this.pushedSeq, ...seqs);
             job.done();
           } catch (err) {
             job.done(err as Error);
@@ -232,9 +246,10 @@ export class NotebookBinding {
         }
         const update = Y.mergeUpdates(this.outbox.splice(0));
         try {
-          await this.conn.push([
+          const seqs = await this.conn.push([
             { name: 'v1.DocumentUpdated', args: { update: toBase64(update) } }
           ]);
+          this.pushedSeq = Math.max(this.pushedSeq, ...seqs);
         } catch (err) {
           if (err instanceof PushRefused) {
             this._refused.emit(err.message);
@@ -255,6 +270,8 @@ export class NotebookBinding {
   private waiting = new Map<string, (e: Envelope) => void>();
   private _status: Status = 'connecting';
   private _saved = new Signal<this, ISaved>(this);
+  private _clean = new Signal<this, void>(this);
+  private pushedSeq = 0; // the last seq of this tab's pushes
   private _refused = new Signal<this, string>(this);
   private _input = new Signal<this, IInputChange>(this);
   private cells = new Map<string, string>(); // execution -> cell

@@ -67,6 +67,12 @@ const bindingUi: JupyterFrontEndPlugin<void> = {
           lock();
           panel.content.model.cells.changed.connect(() => requestAnimationFrame(lock));
         }
+        // The file follows the log: once it holds all this tab has, nothing is unsaved.
+        binding.clean.connect(() => {
+          if (panel.context.model) {
+            panel.context.model.dirty = false;
+          }
+        });
         binding.refused.connect((_, reason) => {
           const path = panel.context.path;
           Notification.warning(`Anode refused an edit of ${path}: ${reason}. Reopening it.`);

@@ -176,6 +176,14 @@ def test_the_file_on_disk_follows_the_log_without_save(lab: Server, pages: Any) 
     cells = wait_until(on_disk, "a whole file")
     assert "".join(cells["a"]["source"]) == "print('alpha')  # hi"
     alice, _ = pages
+    # Once the file holds what a tab has, the tab is not "unsaved" (no dot, no
+    # "Save your work?" on close).
+    for page in pages:
+        wait_until(
+            lambda p=page: p.evaluate("() => !window.jupyterapp.shell.currentWidget.model.dirty"),
+            "the tab to be clean",
+            timeout=20,
+        )
     # JupyterLab's Save writes through the server, with no "changed on disk" dialog.
     alice.keyboard.press("Control+s")
     time.sleep(1)
@@ -285,6 +293,13 @@ def test_a_server_restart_with_tabs_open_loses_and_duplicates_nothing(
 ) -> None:
     alice, bob = pages
     nb = nb_id(alice)
+    for page in pages:
+        # JupyterLab's own "Server Connection Error", whenever a poll of its
+        # fell in the gap: a user dismisses it (the notebook reconnects by itself).
+        dialog = page.locator(".jp-Dialog:has-text('Server Connection Error')")
+        page.add_locator_handler(
+            dialog, lambda d: d.locator("button:has-text('Dismiss')").click(), no_wait_after=True
+        )
     lab.kill()
     lab.start(timeout=180)
     alice.locator(".jp-Notebook .jp-Cell .cm-content").nth(2).click()
@@ -329,3 +344,22 @@ def test_input_shows_in_the_notebook_and_anyone_answers(
     replies = [e for e in events(lab, nb) if e["name"] == "v1.InputReplied"]
     assert replies and replies[-1]["user"] == username(bob)
     carol.context.close()
+
+
+def test_undo_is_per_person(lab: Server, pages: Any) -> None:
+    """Ctrl+Z in A takes back A's typing, never B's (the editor's undo tracks its own origin)."""
+    alice, bob = pages
+    before = source(alice, "a")
+    alice.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+    alice.keyboard.press("End")
+    alice.keyboard.type(" #A", delay=20)
+    wait_until(lambda: source(bob, "a") == before + " #A", "bob to see alice's keys")
+    time.sleep(0.6)  # past the editor's grouping of edits
+    bob.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+    bob.keyboard.press("Control+Home")
+    bob.keyboard.type("#B ", delay=20)
+    wait_until(lambda: source(alice, "a") == "#B " + before + " #A", "alice to see bob's keys")
+    alice.keyboard.press("Control+z")
+    want = "#B " + before
+    wait_until(lambda: source(alice, "a") == want == source(bob, "a"), "alice's undo in both")
+    assert wait_until(lambda: lab.state(nb_id(alice))["cells"][0]["source"] == want, "the log")

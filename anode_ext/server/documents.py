@@ -100,8 +100,11 @@ class Documents:
         self._index()
         return self._cached[2].get(notebook_id) if self._cached is not None else None
 
-    async def notebook_for(self, path: str) -> str:
-        """The notebook id of a document (its log made from the file on first use)."""
+    async def notebook_for(self, path: str, *, new: bool = True) -> str:
+        """The notebook id of a document (its log made from the file on first
+        use). With `new` False, KeyError for a path with no log and no file:
+        a reader may mirror a file it can read into a log (which writes nothing
+        back), never start a notebook that does not exist."""
         index = self._index()
         found = index.get(path)
         if found is not None and self.notebooks.path(found).is_file():
@@ -116,6 +119,8 @@ class Documents:
                     cell_id=uuid.uuid4().hex, cell_type="code", source="", position="V"
                 )
                 events.append(empty)
+        elif not new:
+            raise KeyError(path)
         else:
             events = [ev.NotebookInitialized(title=Path(path).stem)]
         room = self.notebooks.create()

@@ -143,8 +143,11 @@ class EventsHandler(_Base, APIHandler):
         head = str(room.store.head).encode()
         self.finish(b'{"events":[' + b",".join(raws) + b'],"head":' + head + b"}")
 
+    # Reading the notebook is enough to push: each event then needs the right
+    # the log's rules name for it (an execution needs execute, an edit write),
+    # as over the websocket.
     @web.authenticated
-    @authorized
+    @authorized("read")
     async def post(self, notebook_id: str) -> None:
         room = self.room_or_404(notebook_id)
         who = await self.identity(self.get_argument("client_id", None))
@@ -163,7 +166,16 @@ class EventsHandler(_Base, APIHandler):
             return
         self.finish({"seqs": seqs})
 
-    # The base class answers errors as HTML for non-API handlers; APIHandler does JSON.
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """A refused push answers `{index, reason}` whatever refused it (no right
+        to read the notebook, no such notebook), as the log's own refusals do."""
+        if self.request.method != "POST":
+            super().write_error(status_code, **kwargs)
+            return
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        reason = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else None
+        self.set_header("Content-Type", "application/json")
+        self.finish({"index": 0, "reason": reason or self._reason})
 
 
 class DocumentHandler(_Base, APIHandler):
@@ -186,7 +198,11 @@ class DocumentHandler(_Base, APIHandler):
     @authorized
     async def get(self) -> None:
         path = self._path()
-        notebook_id = await self.documents.notebook_for(path)
+        who = await self.identity()
+        try:
+            notebook_id = await self.documents.notebook_for(path, new="write" in who.rights)
+        except KeyError:
+            raise web.HTTPError(404, f"no notebook at {path!r}") from None
         kernel = self.room_or_404(notebook_id).store.state.kernel_name()
         self.finish({"id": notebook_id, "path": path, "kernel": kernel})
 

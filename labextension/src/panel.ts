@@ -3,7 +3,12 @@
  * timeline of the current notebook's log. Events are folded as they arrive
  * and painted at most once per animation frame; the queue draws only the rows
  * in view, so a long history or a fast stream never blocks the page.
+ *
+ * Code, prompts, user names and reasons are what collaborators write: the DOM
+ * is built with Lumino's virtual DOM (`h`), whose text is always text, never
+ * with markup from strings.
  */
+import { VirtualDOM, VirtualElement, h } from '@lumino/virtualdom';
 import { Widget } from '@lumino/widgets';
 
 import { IPushEvent, LogConnection, Status, requestJSON } from './connection';
@@ -20,24 +25,36 @@ export class AnodePanel extends Widget {
     this.title.label = 'Anode';
     this.title.caption = 'Anode: execution queue, runtimes and history';
     this.addClass('anode-panel');
-    this.node.innerHTML = `
-      <div class="anode-header">
-        <span class="anode-document">No notebook</span>
-        <span class="anode-status" data-status="closed"></span>
-      </div>
-      <div class="anode-error" hidden></div>
-      <h3>Runtimes</h3>
-      <div class="anode-runtimes"></div>
-      <div class="anode-inputs"></div>
-      <h3>Queue <span class="anode-counts"></span></h3>
-      <div class="anode-queue"><div class="anode-queue-spacer"></div></div>
-      <h3>Timeline</h3>
-      <div class="anode-timeline">
-        <input type="range" class="anode-timeline-slider" min="0" max="0" value="0" disabled />
-        <div class="anode-timeline-event"></div>
-        <button class="anode-timeline-live jp-mod-styled" hidden>Back to live</button>
-        <div class="anode-timeline-cells"></div>
-      </div>`;
+    for (const part of [
+      h.div(
+        { className: 'anode-header' },
+        h.span({ className: 'anode-document' }, 'No notebook'),
+        h.span({ className: 'anode-status', dataset: { status: 'closed' } })
+      ),
+      h.div({ className: 'anode-error', hidden: '' }),
+      h.h3('Runtimes'),
+      h.div({ className: 'anode-runtimes' }),
+      h.div({ className: 'anode-inputs' }),
+      h.h3('Queue ', h.span({ className: 'anode-counts' })),
+      h.div({ className: 'anode-queue' }, h.div({ className: 'anode-queue-spacer' })),
+      h.h3('Timeline'),
+      h.div(
+        { className: 'anode-timeline' },
+        h.input({
+          type: 'range',
+          className: 'anode-timeline-slider',
+          min: '0',
+          max: '0',
+          value: '0',
+          disabled: ''
+        }),
+        h.div({ className: 'anode-timeline-event' }),
+        h.button({ className: 'anode-timeline-live jp-mod-styled', hidden: '' }, 'Back to live'),
+        h.div({ className: 'anode-timeline-cells' })
+      )
+    ]) {
+      this.node.appendChild(VirtualDOM.realize(part));
+    }
     this.queueNode = this.find('.anode-queue');
     this.spacer = this.find('.anode-queue-spacer');
     this.slider = this.find('.anode-timeline-slider') as HTMLInputElement;
@@ -161,8 +178,8 @@ export class AnodePanel extends Widget {
     const rts = Array.from(this.model.runtimes.values()).sort(
       (a, b) => Number(a.state !== 'live') - Number(b.state !== 'live') || b.started_at - a.started_at
     );
-    const html = rts.slice(0, 20).map(rt => runtimeRow(rt)).join('');
-    setHTML(box, html || '<div class="anode-empty">No runtime yet</div>');
+    const rows = rts.slice(0, 20).map(rt => runtimeRow(rt));
+    VirtualDOM.render(rows.length ? rows : h.div({ className: 'anode-empty' }, 'No runtime yet'), box);
   }
 
   private paintInputs(): void {
@@ -182,9 +199,17 @@ export class AnodePanel extends Widget {
       const form = document.createElement('form');
       form.className = 'anode-input';
       form.dataset.executionId = req.execution_id;
-      form.innerHTML = `<label>${esc(req.prompt || 'input()')}</label>
-        <input name="value" type="${req.password ? 'password' : 'text'}" autocomplete="off" />
-        <button type="submit" class="jp-mod-styled">Send</button>`;
+      form.appendChild(
+        VirtualDOM.realize(h.label(req.prompt || 'input()'))
+      );
+      form.appendChild(
+        VirtualDOM.realize(
+          h.input({ name: 'value', type: req.password ? 'password' : 'text', autocomplete: 'off' })
+        )
+      );
+      form.appendChild(
+        VirtualDOM.realize(h.button({ type: 'submit', className: 'jp-mod-styled' }, 'Send'))
+      );
       box.appendChild(form);
     }
   }
@@ -203,11 +228,10 @@ export class AnodePanel extends Widget {
     const height = this.queueHeight;
     const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
     const last = Math.min(rows.length, Math.ceil((top + height) / ROW_HEIGHT) + OVERSCAN);
-    const html = rows
+    const shown = rows
       .slice(first, last)
-      .map((ex, i) => executionRow(ex, (first + i) * ROW_HEIGHT))
-      .join('');
-    setHTML(this.spacer, html);
+      .map((ex, i) => executionRow(ex, (first + i) * ROW_HEIGHT));
+    VirtualDOM.render(shown, this.spacer);
   }
 
   private paintTimeline(): void {
@@ -244,7 +268,7 @@ export class AnodePanel extends Widget {
     this.following = true;
     this.paintedHead = -1;
     this.find('.anode-timeline-live').hidden = true;
-    setHTML(this.find('.anode-timeline-cells'), '');
+    VirtualDOM.render(null, this.find('.anode-timeline-cells'));
     this.node.dataset.timelineAt = '';
     this.schedule();
   }
@@ -266,14 +290,20 @@ export class AnodePanel extends Widget {
         return;
       }
       this.node.dataset.timelineAt = String(seq);
-      const cells = state.cells
-        .map(
-          c => `<div class="anode-timeline-cell" data-cell-id="${esc(c.id)}">
-            <span class="anode-prompt">${c.cell_type === 'code' ? `[${c.execution_count ?? ' '}]` : c.cell_type}</span>
-            <pre class="anode-timeline-source">${esc(c.source)}</pre></div>`
+      const cells = state.cells.map(c =>
+        h.div(
+          { className: 'anode-timeline-cell', dataset: { 'cell-id': c.id }, key: c.id },
+          h.span(
+            { className: 'anode-prompt' },
+            c.cell_type === 'code' ? `[${c.execution_count ?? ' '}]` : c.cell_type
+          ),
+          h.pre({ className: 'anode-timeline-source' }, c.source)
         )
-        .join('');
-      setHTML(this.find('.anode-timeline-cells'), cells || '<div class="anode-empty">No cells</div>');
+      );
+      VirtualDOM.render(
+        cells.length ? cells : h.div({ className: 'anode-empty' }, 'No cells'),
+        this.find('.anode-timeline-cells')
+      );
     } catch (err) {
       this.showError(`Cannot show event ${seq}: ${(err as Error).message}`);
     }
@@ -357,13 +387,17 @@ export class AnodePanel extends Widget {
   private readonly slider: HTMLInputElement;
 }
 
-function executionRow(ex: ExecutionView, top: number): string {
+function executionRow(ex: ExecutionView, top: number): VirtualElement {
   const end = ex.ended_at ?? null;
-  const duration = ex.started_at !== null && end !== null ? `${((end - ex.started_at) / 1000).toFixed(2)} s` : '';
+  const duration =
+    ex.started_at !== null && end !== null ? `${((end - ex.started_at) / 1000).toFixed(2)} s` : '';
   const cancel =
     ex.state === 'pending' || ex.state === 'assigned'
-      ? '<button class="jp-mod-styled" data-action="cancel" title="Cancel this execution">Cancel</button>'
-      : '';
+      ? h.button(
+          { className: 'jp-mod-styled', dataset: { action: 'cancel' }, title: 'Cancel this execution' },
+          'Cancel'
+        )
+      : null;
   const title = [
     ex.code,
     `requested by ${ex.requested_by} at ${time(ex.requested_at)}`,
@@ -373,36 +407,54 @@ function executionRow(ex: ExecutionView, top: number): string {
   ]
     .filter(Boolean)
     .join('\n');
-  return `<div class="anode-row" style="top:${top}px" data-execution-id="${esc(ex.id)}"
-      data-state="${ex.state}" data-cell-id="${esc(ex.cell_id ?? '')}" title="${esc(title)}">
-    <div class="anode-line">
-      <span class="anode-state" data-state="${ex.state}">${ex.state}${ex.status && ex.status !== 'ok' ? ` (${ex.status})` : ''}</span>
-      <span class="anode-code">${esc(firstLine(ex.code))}</span>
-    </div>
-    <div class="anode-line anode-meta">
-      <span class="anode-who">${esc(ex.requested_by)}</span>
-      <span class="anode-runtime">${esc(ex.session_id ? ex.session_id.slice(0, 6) : '')}</span>
-      <span class="anode-time">${time(ex.requested_at)}</span>
-      <span class="anode-duration">${duration}</span>
-      ${cancel}
-    </div>
-  </div>`;
+  const state = `${ex.state}${ex.status && ex.status !== 'ok' ? ` (${ex.status})` : ''}`;
+  return h.div(
+    {
+      key: ex.id,
+      className: 'anode-row',
+      style: { top: `${top}px` },
+      dataset: { 'execution-id': ex.id, state: ex.state, 'cell-id': ex.cell_id ?? '' },
+      title
+    },
+    h.div(
+      { className: 'anode-line' },
+      h.span({ className: 'anode-state', dataset: { state: ex.state } }, state),
+      h.span({ className: 'anode-code' }, firstLine(ex.code))
+    ),
+    h.div(
+      { className: 'anode-line anode-meta' },
+      h.span({ className: 'anode-who' }, ex.requested_by),
+      h.span({ className: 'anode-runtime' }, ex.session_id ? ex.session_id.slice(0, 6) : ''),
+      h.span({ className: 'anode-time' }, time(ex.requested_at)),
+      h.span({ className: 'anode-duration' }, duration),
+      cancel
+    )
+  );
 }
 
-function runtimeRow(rt: RuntimeView): string {
+function runtimeRow(rt: RuntimeView): VirtualElement {
   const live = rt.state === 'live';
-  const actions = live
-    ? `<button class="jp-mod-styled" data-action="interrupt">Interrupt</button>
-       <button class="jp-mod-styled" data-action="restart">Restart</button>`
-    : '';
   const status = live ? (rt.holding ? 'busy' : 'idle') : 'ended';
-  const why = !live ? `<div class="anode-runtime-reason">Ended ${time(rt.ended_at ?? 0)}: ${esc(rt.reason ?? '')}</div>` : '';
-  return `<div class="anode-runtime-row" data-session-id="${esc(rt.session_id)}" data-state="${status}">
-    <span class="anode-state" data-state="${status}">${status}</span>
-    <span class="anode-runtime-id">${esc(rt.session_id.slice(0, 6))}</span>
-    <span class="anode-who">${esc(rt.user)}</span>
-    ${actions}${why}
-  </div>`;
+  return h.div(
+    {
+      key: rt.session_id,
+      className: 'anode-runtime-row',
+      dataset: { 'session-id': rt.session_id, state: status }
+    },
+    h.span({ className: 'anode-state', dataset: { state: status } }, status),
+    h.span({ className: 'anode-runtime-id' }, rt.session_id.slice(0, 6)),
+    h.span({ className: 'anode-who' }, rt.user),
+    live
+      ? h.button({ className: 'jp-mod-styled', dataset: { action: 'interrupt' } }, 'Interrupt')
+      : null,
+    live ? h.button({ className: 'jp-mod-styled', dataset: { action: 'restart' } }, 'Restart') : null,
+    live
+      ? null
+      : h.div(
+          { className: 'anode-runtime-reason' },
+          `Ended ${time(rt.ended_at ?? 0)}: ${rt.reason ?? ''}`
+        )
+  );
 }
 
 function firstLine(code: string): string {
@@ -421,16 +473,3 @@ const TIME = new Intl.DateTimeFormat(undefined, {
 function time(ms: number): string {
   return TIME.format(ms);
 }
-
-function esc(s: string): string {
-  return s.replace(/[&<>"']/g, c => `&#${c.charCodeAt(0)};`);
-}
-
-/** Replace children only when the markup changed (keeps hover and focus). */
-function setHTML(node: HTMLElement, html: string): void {
-  if ((node as any).__anodeHTML !== html) {
-    (node as any).__anodeHTML = html;
-    node.innerHTML = html;
-  }
-}
-

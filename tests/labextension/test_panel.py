@@ -10,6 +10,7 @@ against the server's own state of the log.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -131,6 +132,28 @@ def test_input_is_answered_from_the_other_context(lab: Server, pages: tuple[Any,
     alice.wait_for_function(
         "() => !window.jupyterapp.shell.currentWidget.sessionContext.pendingInput"
     )
+
+
+def test_code_and_prompts_are_text_in_the_panel(lab: Server, pages: tuple[Any, Any]) -> None:
+    """What collaborators write (code, input prompts) is shown as text: markup in
+    it makes no element and runs nothing, in any viewer's panel."""
+    alice, bob = pages
+    nb = notebook_id(alice)
+    code_tag = "<img src=x onerror=\"window.__pwned='code'\">"
+    prompt_tag = "<img src=y onerror=\"window.__pwned='prompt'\">"
+    x = request(lab, nb, f"# {code_tag}\nanswer = input({json.dumps(prompt_tag)})\nanswer")
+    form = bob.locator(f"#anode-panel form.anode-input[data-execution-id='{x}']")
+    form.wait_for()
+    assert form.locator("label").inner_text() == prompt_tag
+    assert row(bob, x).locator(".anode-code").inner_text() == f"# {code_tag}"
+    assert code_tag in str(row(bob, x).get_attribute("title"))
+    form.locator("input[name='value']").fill("<b>bold</b>")
+    form.locator("button[type='submit']").click()
+    wait_state(bob, x, "completed")
+    for page in pages:
+        wait_state(page, x, "completed")
+        assert page.locator("#anode-panel img, #anode-panel b").count() == 0
+        assert page.evaluate("() => window.__pwned") is None
 
 
 def test_the_timeline_shows_an_earlier_source(lab: Server, pages: tuple[Any, Any]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, Unicode
 
+from ..kernel.provisioner import serve_joins
 from ..log.validate import Limits
 from ..runtime.host import PyodideHost
 from .documents import Documents
@@ -111,7 +112,7 @@ class AnodeApp(ExtensionApp):
         self.kernels: KernelJoin | None = None
         if self.join_kernels and self.serverapp is not None:
             self.kernels = KernelJoin(self.documents, self.serverapp.connection_url)
-            self.kernels.install(self.serverapp.kernel_manager)
+            serve_joins(self.kernels)
         self.settings.update(
             anode_notebooks=self.notebooks,
             anode_documents=self.documents,
@@ -138,6 +139,8 @@ class AnodeApp(ExtensionApp):
     async def stop_extension(self) -> None:
         if self._janitor is not None:
             self._janitor.cancel()
+        if self.kernels is not None:
+            serve_joins(None)
         await self.documents.stop()
         await self.notebooks.close()
 

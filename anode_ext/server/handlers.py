@@ -147,7 +147,7 @@ class EventsHandler(_Base, APIHandler):
     # the log's rules name for it (an execution needs execute, an edit write),
     # as over the websocket.
     @web.authenticated
-    @authorized("read")
+    @authorized("read")  # type: ignore[untyped-decorator]
     async def post(self, notebook_id: str) -> None:
         room = self.room_or_404(notebook_id)
         who = await self.identity(self.get_argument("client_id", None))

@@ -128,3 +128,48 @@ async def test_documents_map_to_their_notebook(
         with pytest.raises(HTTPClientError) as err:
             await jp_fetch("anode", "api", "documents", params={"path": bad})
         assert err.value.code == 400
+
+
+async def test_the_kernel_joins_through_its_provisioner_and_stays_joined_after_a_restart(
+    jp_fetch: Any, jp_serverapp: Any, jp_root_dir: Path
+) -> None:
+    """The kernelspec names Anode's provisioner (jupyter_client's launch hook),
+    which joins the kernel at its start and again at a restart, and drops its
+    credential when the kernel is shut down."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from anode_ext.kernel.provisioner import PROVISIONER_NAME, AnodeProvisioner
+
+    install(user=True)
+    spec = KernelSpecManager().get_kernel_spec("anode-pyodide")
+    assert spec.metadata["kernel_provisioner"]["provisioner_name"] == PROVISIONER_NAME
+    nbformat.write(new_notebook(cells=[new_code_cell("1", id="c1")]), jp_root_dir / "again.ipynb")
+    session = {"path": "again.ipynb", "type": "notebook", "kernel": {"name": "anode-pyodide"}}
+    resp = await jp_fetch("api", "sessions", method="POST", body=json.dumps(session))
+    kernel_id = body(resp)["kernel"]["id"]
+    km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
+    assert isinstance(km.provisioner, AnodeProvisioner)
+    joins = jp_serverapp.web_app.settings["anode_kernels"]
+
+    def credentials() -> list[str]:
+        return [c for c, g in joins.grants.items() if g.kernel_id == kernel_id]
+
+    (first,) = credentials()
+    await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="{}")
+    (second,) = credentials()
+    assert second != first
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=120)
+        reply = await kc.execute_interactive("after = 'the restart'", timeout=240)
+        assert reply["content"]["status"] == "ok"
+        nb = joins.grants[second].notebook_id
+        ran = (await state_of(jp_fetch, nb))["executions"]
+        assert [(e["code"], e["requested_by"]) for e in ran] == [
+            ("after = 'the restart'", "anode-kernel")
+        ]
+    finally:
+        kc.stop_channels()
+        await jp_fetch("api", "sessions", body(resp)["id"], method="DELETE")
+    assert credentials() == []

@@ -7,11 +7,26 @@ export feeds the TypeScript side, so nothing is described twice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import msgspec
 
 CellType = Literal["code", "markdown", "raw"]
+CELL_TYPES: frozenset[str] = frozenset(("code", "markdown", "raw"))
+# The nbformat v4 minor the catalogue models. A newer minor may add fields, cell
+# types and output types (nbformat: readers keep them); they travel as
+# `FieldsKept` and `KeptOutput`, and only notebooks of a newer minor hold them.
+NBFORMAT_MINOR = 5
+# The nbformat keys the tables model, by cell type; any other is kept (FieldsKept).
+NOTEBOOK_FIELDS: frozenset[str] = frozenset(("nbformat", "nbformat_minor", "metadata", "cells"))
+_CELL = ("id", "cell_type", "metadata", "source")
+CELL_FIELDS: dict[str, frozenset[str]] = {
+    "code": frozenset((*_CELL, "outputs", "execution_count")),
+    "markdown": frozenset((*_CELL, "attachments")),
+    "raw": frozenset((*_CELL, "attachments")),
+}
+UNKNOWN_CELL_FIELDS: frozenset[str] = frozenset(("id", "metadata"))
 CompletionStatus = Literal["ok", "error", "aborted"]
 JSONValue = Any
 
@@ -56,6 +71,63 @@ class ErrorOutput(msgspec.Struct, tag_field="output_type", tag="error", forbid_u
 
 
 Output = StreamOutput | DisplayDataOutput | ExecuteResultOutput | ErrorOutput
+_OUTPUT_TYPES: dict[str, type[msgspec.Struct]] = {
+    "stream": StreamOutput,
+    "display_data": DisplayDataOutput,
+    "execute_result": ExecuteResultOutput,
+    "error": ErrorOutput,
+}
+
+
+class KeptOutput(
+    msgspec.Struct, tag_field="output_type", tag="anode.kept", forbid_unknown_fields=True
+):
+    """An output of a newer nbformat minor (an output type or fields the catalogue does
+    not name), kept as read so that export writes it back. The fields it shares with a
+    known output type are checked as strictly as that type's."""
+
+    output: dict[str, JSONValue]
+
+    def __post_init__(self) -> None:
+        kind = self.output.get("output_type")
+        if not isinstance(kind, str) or kind == "anode.kept":
+            raise ValueError("a kept output needs its own string 'output_type'")
+        known = _OUTPUT_TYPES.get(kind)
+        if known is None:
+            return
+        named = {k: v for k, v in self.output.items() if k in _fields(known)}
+        try:
+            msgspec.convert(named, known)
+        except msgspec.ValidationError as err:
+            raise ValueError(f"kept {kind} output: {err}") from None
+
+
+FileOutput = Output | KeptOutput
+
+
+def _fields(kind: type[msgspec.Struct]) -> frozenset[str]:
+    return frozenset(kind.__struct_fields__) | {"output_type"}
+
+
+def file_output(data: Mapping[str, Any]) -> FileOutput:
+    """An nbformat output as the catalogue's: a typed one where it names every field,
+    else kept as read (ValidationError if neither fits)."""
+    if not isinstance(data, Mapping):
+        raise msgspec.ValidationError(f"an output is an object, not {type(data).__name__}")
+    known = _OUTPUT_TYPES.get(str(data.get("output_type")))
+    if known is not None and set(data) <= _fields(known):
+        typed: Output = msgspec.convert(data, Output)
+        return typed
+    kept: KeptOutput = msgspec.convert({"output_type": "anode.kept", "output": data}, KeptOutput)
+    return kept
+
+
+def output_json(output: FileOutput) -> dict[str, Any]:
+    """An output as nbformat writes it (a kept one as it was read)."""
+    if isinstance(output, KeptOutput):
+        return dict(output.output)
+    data: dict[str, Any] = msgspec.to_builtins(output)
+    return data
 
 
 # --- notebook and cells ----------------------------------------------------
@@ -152,8 +224,22 @@ class CellOutputsSet(Event, frozen=True):
     name: ClassVar[str] = "v1.CellOutputsSet"
     right: ClassVar[str] = "write"
     cell_id: str
-    outputs: list[Output]
+    outputs: list[FileOutput]
     execution_count: int | None = None
+
+
+class FieldsKept(Event, frozen=True):
+    """Fields of a newer nbformat minor that the catalogue does not name, kept as read
+    so that export writes them back: a cell's (`cell_id`), or the notebook's top-level
+    keys (no `cell_id`). A cell of an unknown type is a raw cell (JupyterLab shows no
+    other) whose kept fields hold its `cell_type` and all else but its `id` and
+    `metadata`; its source, shown as the raw cell's, is written back if edited.
+    Replaces the fields kept before."""
+
+    name: ClassVar[str] = "v1.FieldsKept"
+    right: ClassVar[str] = "write"
+    cell_id: str | None
+    fields: dict[str, JSONValue]
 
 
 # --- runtimes and the queue ------------------------------------------------
@@ -286,6 +372,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CellMoved,
     CellDeleted,
     CellOutputsSet,
+    FieldsKept,
     RuntimeSessionStarted,
     RuntimeSessionEnded,
     InterruptRequested,

@@ -15,8 +15,6 @@ import bisect
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from . import catalogue as ev
 from . import position
 from .document import _RUNTIME_KEYS, NotebookDoc, _running_cells
@@ -283,6 +281,6 @@ def _fixed(order: list[str], rows: dict[str, CellRow]) -> set[str]:
 
 
 def _outputs_set(cell_id: str, outputs: list[dict[str, Any]], count: int | None) -> ev.Event:
-    return msgspec.convert(
-        {"cell_id": cell_id, "outputs": outputs, "execution_count": count}, ev.CellOutputsSet
-    )
+    """Outputs as the document shows them: a newer nbformat minor's kept as they are."""
+    outs = [ev.file_output(o) for o in outputs]
+    return ev.CellOutputsSet(cell_id=cell_id, outputs=outs, execution_count=count)

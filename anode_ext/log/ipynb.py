@@ -14,7 +14,7 @@ from . import catalogue as ev
 from . import position
 from .errors import AnodeError
 from .state import State
-from .view import to_notebook
+from .view import source_text, to_notebook
 
 
 class NotebookFormatError(AnodeError):
@@ -56,21 +56,23 @@ def _joined(value: Any) -> Any:
     return "".join(value) if isinstance(value, list) else value
 
 
-def _output(out: Mapping[str, Any]) -> ev.Output:
-    """An nbformat output as the catalogue's strict Output (multi-line lists joined)."""
-    data = dict(out)
+def _output(out: Mapping[str, Any]) -> ev.FileOutput:
+    """An nbformat output as the catalogue's (multi-line lists joined, as nbformat reads
+    them); one of a newer minor kept as read."""
+    data = _plain(out)
     if data.get("output_type") == "stream":
         data["text"] = _joined(data.get("text", ""))
-    if "data" in data:
+    if isinstance(data.get("data"), dict):
         data["data"] = {
             k: (_joined(v) if not k.endswith("json") else v) for k, v in data["data"].items()
         }
-    output: ev.Output = msgspec.convert(data, ev.Output)
-    return output
+    return ev.file_output(data)
 
 
 def import_events(nb: Mapping[str, Any], title: str = "") -> list[ev.Event]:
-    """The events that rebuild `nb` on an empty log."""
+    """The events that rebuild `nb` on an empty log. What a newer nbformat minor adds
+    (fields, cell and output types) is kept (FieldsKept, KeptOutput), as nbformat asks
+    of readers, so that export writes it back."""
     node = validated(nb)
     meta = dict(node.get("metadata", {}))
     out: list[ev.Event] = [
@@ -80,6 +82,9 @@ def import_events(nb: Mapping[str, Any], title: str = "") -> list[ev.Event]:
         )
     ]
     out.extend(ev.NotebookMetadataSet(key=k, value=_plain(v)) for k, v in meta.items())
+    top = _kept(node, ev.NOTEBOOK_FIELDS)
+    if top:
+        out.append(ev.FieldsKept(cell_id=None, fields=top))
     cells = node.get("cells", [])
     keys = position.spread(len(cells))
     seen: set[str] = set()
@@ -88,18 +93,23 @@ def import_events(nb: Mapping[str, Any], title: str = "") -> list[ev.Event]:
         if cell_id in seen:
             cell_id = _new_id()
         seen.add(cell_id)
-        attachments = cell.get("attachments")
+        kind = cell["cell_type"]
+        known = kind in ev.CELL_TYPES
+        attachments = cell.get("attachments") if kind in ("markdown", "raw") else None
         out.append(
             ev.CellCreated(
                 cell_id=cell_id,
-                cell_type=cell["cell_type"],
-                source=_joined(cell.get("source", "")),
+                cell_type=kind if known else "raw",
+                source=source_text(cell.get("source", "")),
                 position=key,
                 metadata=_plain(cell.get("metadata", {})),
                 attachments=_plain(attachments) if attachments is not None else None,
             )
         )
-        if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count")):
+        kept = _kept(cell, ev.CELL_FIELDS[kind] if known else ev.UNKNOWN_CELL_FIELDS)
+        if kept:
+            out.append(ev.FieldsKept(cell_id=cell_id, fields=kept))
+        if kind == "code" and (cell.get("outputs") or cell.get("execution_count")):
             try:
                 outputs = [_output(o) for o in cell.get("outputs", [])]
             except msgspec.ValidationError as err:
@@ -110,6 +120,11 @@ def import_events(nb: Mapping[str, Any], title: str = "") -> list[ev.Event]:
                 )
             )
     return out
+
+
+def _kept(node: Mapping[str, Any], named: frozenset[str]) -> dict[str, Any]:
+    """The fields of `node` the tables do not model (a newer minor's), as plain JSON."""
+    return {k: _plain(v) for k, v in node.items() if k not in named}
 
 
 def _plain(value: Any) -> Any:

@@ -193,6 +193,9 @@ def _type_changed(b: Batch, e: ev.CellTypeChanged, env: Envelope) -> None:
         cell.outputs_key = None
         cell.execution_count = None
     cell.cell_type = e.cell_type
+    if "cell_type" in cell.kept:
+        # The cell now has a type the catalogue names, not the unknown one it was read with.
+        cell.kept = {k: v for k, v in cell.kept.items() if k != "cell_type"}
 
 
 def _cell_metadata_set(b: Batch, e: ev.CellMetadataSet, env: Envelope) -> None:
@@ -214,9 +217,16 @@ def _outputs_set(b: Batch, e: ev.CellOutputsSet, env: Envelope) -> None:
     """Outputs from a file are kept as written: no stream merging or overwrites applied."""
     cell = b.cell(e.cell_id)
     key = f"cell:{e.cell_id}"
-    b.put("outputs", key, OutputList(outputs=msgspec.to_builtins(e.outputs)))
+    b.put("outputs", key, OutputList(outputs=[ev.output_json(o) for o in e.outputs]))
     cell.outputs_key = key
     cell.execution_count = e.execution_count
+
+
+def _fields_kept(b: Batch, e: ev.FieldsKept, env: Envelope) -> None:
+    if e.cell_id is None:
+        b.notebook().kept = dict(e.fields)
+    else:
+        b.cell(e.cell_id).kept = dict(e.fields)
 
 
 # --- outputs -----------------------------------------------------------------
@@ -437,6 +447,7 @@ _FOLD: dict[type[ev.Event], Callable[[Batch, Any, Envelope], None]] = {
     ev.CellMoved: _moved,
     ev.CellDeleted: _deleted,
     ev.CellOutputsSet: _outputs_set,
+    ev.FieldsKept: _fields_kept,
     ev.RuntimeSessionStarted: _session_started,
     ev.RuntimeSessionEnded: _session_ended,
     ev.InterruptRequested: _interrupt,

@@ -135,6 +135,39 @@ def _document_updated(state: State, e: ev.DocumentUpdated, who: Identity) -> Non
 
 def _cell_outputs_set(state: State, e: ev.CellOutputsSet, who: Identity) -> None:
     _cell(state, e.cell_id)
+    if any(isinstance(o, ev.KeptOutput) for o in e.outputs):
+        _newer_minor(state)
+
+
+def _newer_minor(state: State) -> None:
+    """nbformat allows what the catalogue does not name only in a newer minor."""
+    minor = state.t.notebook.nbformat_minor
+    if minor <= ev.NBFORMAT_MINOR:
+        raise _Conflict(
+            f"the notebook is nbformat 4.{minor}, which has no fields, cell or output "
+            f"types beyond nbformat 4.{ev.NBFORMAT_MINOR}'s"
+        )
+
+
+def _fields_kept(state: State, e: ev.FieldsKept, who: Identity) -> None:
+    """Kept fields never stand in for what the tables model: export would write them over it."""
+    if e.cell_id is None:
+        named = ev.NOTEBOOK_FIELDS
+    else:
+        cell = _cell(state, e.cell_id)
+        named = ev.CELL_FIELDS.get(cell.cell_type, ev.UNKNOWN_CELL_FIELDS)
+        if "cell_type" in e.fields:
+            kind = e.fields["cell_type"]
+            if not isinstance(kind, str) or kind in ev.CELL_TYPES:
+                raise _Bad("a kept 'cell_type' is a type the catalogue does not name")
+            if cell.cell_type != "raw":
+                raise _Conflict(f"cell {e.cell_id!r}: a cell of an unknown type is a raw cell")
+            named = ev.UNKNOWN_CELL_FIELDS
+    clash = sorted(set(e.fields) & named)
+    if clash:
+        raise _Bad(f"{', '.join(clash)}: modelled by the tables, not kept")
+    if e.fields:
+        _newer_minor(state)
 
 
 def _session_started(state: State, e: ev.RuntimeSessionStarted, who: Identity) -> None:
@@ -246,6 +279,7 @@ _RULES: dict[type[ev.Event], Callable[[State, Any, Identity], None]] = {
     ev.CellMoved: _cell_moved,
     ev.CellDeleted: _cell_exists,
     ev.CellOutputsSet: _cell_outputs_set,
+    ev.FieldsKept: _fields_kept,
     ev.RuntimeSessionStarted: _session_started,
     ev.RuntimeSessionEnded: _session_ended,
     ev.InterruptRequested: _session_request,

@@ -26,6 +26,7 @@ class NotebookRow(msgspec.Struct):
     metadata: dict[str, Any] = {}
     nbformat_minor: int = 5
     initialized: bool = False
+    kept: dict[str, Any] = {}  # top-level keys of a newer nbformat minor (FieldsKept)
 
 
 class CellRow(msgspec.Struct):
@@ -37,6 +38,7 @@ class CellRow(msgspec.Struct):
     attachments: dict[str, Any] | None = None
     execution_count: int | None = None
     outputs_key: str | None = None
+    kept: dict[str, Any] = {}  # fields of a newer nbformat minor (FieldsKept)
 
 
 class ExecutionRow(msgspec.Struct):

@@ -25,7 +25,7 @@ from .state import (
     Tables,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: `kept` (fields of a newer nbformat minor) on notebook and cells
 APPLICATION_ID = 0x414E4F44  # "ANOD"
 
 _JSON_ENC = msgspec.json.Encoder()
@@ -43,13 +43,21 @@ class _Spec:
         self.columns = [f.name for f in fields]
         self.json = {f.name for f in fields if _is_nested(f.type)}
         self.bools = {f.name for f in fields if f.type is bool}
+        # What a column added by `migrate` holds in rows made before it.
+        self.defaults = {f.name: _default_sql(f) for f in fields if f.name in self.json}
         self.json_idx = [i for i, c in enumerate(self.columns) if c in self.json]
         self.bool_idx = [i for i, c in enumerate(self.columns) if c in self.bools]
         cols = ", ".join(f'"{c}"' for c in self.columns)
         marks = ", ".join("?" for _ in self.columns)
         self.upsert = f"INSERT OR REPLACE INTO {table} ({cols}) VALUES ({marks})"
         self.delete = f'DELETE FROM {table} WHERE "{key}" = ?'
-        self.select = f"SELECT {cols} FROM {table}"
+
+    def select(self, have: set[str]) -> str:
+        """All columns; a read-only store of an older schema lacks some: their defaults."""
+        cols = ", ".join(
+            f'"{c}"' if c in have else _literal(self.defaults.get(c)) for c in self.columns
+        )
+        return f"SELECT {cols} FROM {self.table}"
 
     def ddl(self) -> str:
         cols = ", ".join(f'"{c}"' + (" PRIMARY KEY" if c == self.key else "") for c in self.columns)
@@ -70,6 +78,20 @@ class _Spec:
         for i in self.bool_idx:
             vals[i] = bool(vals[i])
         return self.row(*vals)
+
+
+def _default_sql(field: msgspec.structs.FieldInfo) -> str | None:
+    if field.default_factory is not msgspec.NODEFAULT:
+        value = field.default_factory()
+    elif field.default is not msgspec.NODEFAULT:
+        value = field.default
+    else:
+        return None
+    return None if value is None else _JSON_ENC.encode(value).decode()
+
+
+def _literal(text: str | None) -> str:
+    return "NULL" if text is None else "'" + text.replace("'", "''") + "'"
 
 
 def _is_nested(tp: Any) -> bool:
@@ -94,7 +116,8 @@ DDL = [
         args TEXT NOT NULL, client_id TEXT NOT NULL, user TEXT NOT NULL, at INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS notebook (
         k INTEGER PRIMARY KEY CHECK (k = 0), title TEXT, metadata TEXT, nbformat_minor INTEGER,
-        initialized INTEGER, head INTEGER NOT NULL, last_at INTEGER NOT NULL)""",
+        initialized INTEGER, head INTEGER NOT NULL, last_at INTEGER NOT NULL,
+        kept TEXT DEFAULT '{}')""",
     CELLS.ddl(),
     EXECUTIONS.ddl(),
     RUNTIMES.ddl(),
@@ -105,17 +128,26 @@ DDL = [
     "CREATE TABLE IF NOT EXISTS displays (display_id TEXT PRIMARY KEY, keys TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY, state BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS doc_snapshots (seq INTEGER PRIMARY KEY, state BLOB NOT NULL)",
-    "INSERT OR IGNORE INTO notebook VALUES (0, '', '{}', 5, 0, 0, 0)",
+    # Named columns: on a store of an older schema this runs before `migrate`.
+    "INSERT OR IGNORE INTO notebook (k, title, metadata, nbformat_minor, initialized, head, "
+    "last_at) VALUES (0, '', '{}', 5, 0, 0, 0)",
 ]
 
 
 def migrate(db: sqlite3.Connection) -> None:
     """Columns a newer row Struct added, on tables an older store made."""
     for spec in _SPECS.values():
-        have = {row[1] for row in db.execute(f"PRAGMA table_info({spec.table})")}
+        have = _columns(db, spec.table)
         for column in spec.columns:
             if column not in have:
-                db.execute(f'ALTER TABLE {spec.table} ADD COLUMN "{column}"')
+                default = _literal(spec.defaults.get(column))
+                db.execute(f'ALTER TABLE {spec.table} ADD COLUMN "{column}" DEFAULT {default}')
+    if "kept" not in _columns(db, "notebook"):
+        db.execute("ALTER TABLE notebook ADD COLUMN kept TEXT DEFAULT '{}'")
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
 def write(db: sqlite3.Connection, state: State, dirty: Dirty) -> None:
@@ -139,7 +171,7 @@ def write(db: sqlite3.Connection, state: State, dirty: Dirty) -> None:
     if dirty.notebook:
         db.execute(
             "UPDATE notebook SET title=?, metadata=?, nbformat_minor=?, initialized=?, head=?, "
-            "last_at=? WHERE k=0",
+            "last_at=?, kept=? WHERE k=0",
             (
                 nb.title,
                 _JSON_ENC.encode(nb.metadata).decode(),
@@ -147,6 +179,7 @@ def write(db: sqlite3.Connection, state: State, dirty: Dirty) -> None:
                 int(nb.initialized),
                 t.head,
                 t.last_at,
+                _JSON_ENC.encode(nb.kept).decode(),
             ),
         )
     else:
@@ -183,21 +216,25 @@ def _write_outputs(db: sqlite3.Connection, t: Tables, keys: set[str]) -> None:
 
 def load(db: sqlite3.Connection) -> Tables:
     """The tables as committed: the state a store opens with."""
+    # A store of an older schema opened read-only is not migrated: no `kept` yet.
+    kept_sql = "kept" if "kept" in _columns(db, "notebook") else "'{}'"
     row = db.execute(
-        "SELECT title, metadata, nbformat_minor, initialized, head, last_at FROM notebook WHERE k=0"
+        "SELECT title, metadata, nbformat_minor, initialized, head, last_at, "
+        f"{kept_sql} FROM notebook WHERE k=0"
     ).fetchone()
-    title, metadata, minor, initialized, head, last_at = row
+    title, metadata, minor, initialized, head, last_at, kept = row
     t = Tables(head=head, last_at=last_at)
     t.notebook = NotebookRow(
         title=title or "",
         metadata=_json_decode(metadata) if metadata else {},
         nbformat_minor=minor if minor is not None else 5,
         initialized=bool(initialized),
+        kept=_json_decode(kept) if kept else {},
     )
     for name, spec in _SPECS.items():
         table: dict[str, Any] = getattr(t, name)
         key_idx = spec.columns.index(spec.key)
-        for values in db.execute(spec.select):
+        for values in db.execute(spec.select(_columns(db, spec.table))):
             table[values[key_idx]] = spec.from_sql(values)
     t.executions = dict(sorted(t.executions.items(), key=lambda kv: kv[1].order))
     for key, clear in db.execute("SELECT key, clear_on_next FROM output_lists"):

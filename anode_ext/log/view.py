@@ -6,7 +6,13 @@ from typing import Any, Literal
 
 import msgspec
 
-from .catalogue import json_schema
+from .catalogue import (
+    CELL_FIELDS,
+    NBFORMAT_MINOR,
+    NOTEBOOK_FIELDS,
+    UNKNOWN_CELL_FIELDS,
+    json_schema,
+)
 from .state import CellRow, State
 
 
@@ -162,8 +168,10 @@ def schema_document() -> dict[str, Any]:
 
 
 def to_notebook(state: State) -> dict[str, Any]:
-    """An nbformat v4 notebook dict (validate with nbformat before writing)."""
-    minor = max(state.t.notebook.nbformat_minor, 5)
+    """An nbformat v4 notebook dict (validate with nbformat before writing), with the
+    fields of a newer minor kept where they were read."""
+    nb = state.t.notebook
+    minor = max(nb.nbformat_minor, NBFORMAT_MINOR)
     cells = []
     for c in state.ordered_cells():
         cell: dict[str, Any] = {
@@ -177,10 +185,33 @@ def to_notebook(state: State) -> dict[str, Any]:
             cell["outputs"] = cell_outputs(state, c)
         elif c.attachments is not None:
             cell["attachments"] = c.attachments
-        cells.append(cell)
-    return {
+        cells.append(_with_kept(cell, c) if c.kept else cell)
+    out = {
         "nbformat": 4,
         "nbformat_minor": minor,
-        "metadata": state.t.notebook.metadata,
+        "metadata": nb.metadata,
         "cells": cells,
     }
+    return {**_unnamed(nb.kept, NOTEBOOK_FIELDS), **out}
+
+
+def _unnamed(kept: dict[str, Any], named: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in kept.items() if k not in named}
+
+
+def _with_kept(cell: dict[str, Any], row: CellRow) -> dict[str, Any]:
+    """A cell with its kept fields; one of an unknown type (shown as raw) as it was
+    read, but for its metadata and a source edited since."""
+    if "cell_type" not in row.kept:
+        return {**_unnamed(row.kept, CELL_FIELDS[row.cell_type]), **cell}
+    out = {"id": row.id, "metadata": row.metadata, **_unnamed(row.kept, UNKNOWN_CELL_FIELDS)}
+    if row.source != source_text(row.kept.get("source")):
+        out["source"] = row.source
+    return out
+
+
+def source_text(source: Any) -> str:
+    """A source as one string (nbformat's list of lines joined); "" if it is not text."""
+    if isinstance(source, list) and all(isinstance(s, str) for s in source):
+        return "".join(source)
+    return source if isinstance(source, str) else ""

@@ -83,3 +83,14 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, imported, args):
 def test_schema_command():
     schema = json.loads(anode("schema").stdout)
     assert "v1.ExecutionRequested" in schema["events"]
+
+
+def test_a_newer_nbformat_minor_imports_and_exports_as_it_was(tmp_path):
+    """Issue 19: nbformat's test4plus.ipynb (4.99, fields and types of the future)."""
+    src = Path(__file__).parents[1] / "log" / "notebooks" / "nbformat" / "test4plus.ipynb"
+    r = anode("import", src, "-o", tmp_path / "plus.anode")
+    assert r.returncode == 0, r.stderr
+    out = anode("export", tmp_path / "plus.anode")
+    assert out.returncode == 0, out.stderr
+    want = nbformat.writes(nbformat.read(src, as_version=4))
+    assert json.loads(out.stdout) == json.loads(want)

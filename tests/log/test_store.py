@@ -184,3 +184,24 @@ def test_recent_events_read_from_memory_equal_the_file(tmp_path, monkeypatch):
     s.refresh()
     assert s.events_json(6) == from_file(6)
     assert [env.name for env in s.events(8)] == ["v1.CellDeleted"]
+
+
+def test_a_store_of_schema_2_opens_read_only_and_migrates(tmp_path):
+    """Schema 3 added `kept` (fields of a newer nbformat minor) to notebook and cells."""
+    path = tmp_path / "old.anode"
+    with Store.open(path, create=True) as s:
+        s.push([e("NotebookInitialized", title="t"), cell("a", "1")], ALICE)
+        state = s.state.encode()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE notebook DROP COLUMN kept")
+    db.execute("ALTER TABLE cells DROP COLUMN kept")
+    db.execute("PRAGMA user_version=2")
+    db.commit()
+    db.close()
+    with Store.open(path, readonly=True) as s:
+        assert s.state.encode() == state
+    with Store.open(path) as s:
+        assert s.state.encode() == state == s.replay().encode()
+        s.push([e("CellSourceChanged", cell_id="a", source="2")], ALICE)
+    with Store.open(path, readonly=True) as s:
+        assert s.state.t.cells["a"].kept == {} and s.state.t.notebook.kept == {}

@@ -12,14 +12,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ipykernel._version import kernel_protocol_version  # where it is defined (mypy: no re-export)
-from ipykernel.kernelbase import Kernel
-
 from .. import __version__
 from ..log.local import LogClient
 from ..runtime import assets
 from ..runtime.host import PyodideHost
 from . import messages
+from .ipykernel_internals import KERNEL_PROTOCOL_VERSION, InternalsKernel
 
 NO_DEBUGGER = "anode-pyodide has no debugger: cells run in Pyodide, out of debugpy's reach"
 NO_SUBSHELLS = (
@@ -38,7 +36,7 @@ def _python_version() -> str:
 _PYTHON_VERSION = _python_version()  # once: the lock file is 120 KB of JSON
 
 
-class Answers(Kernel):
+class Answers(InternalsKernel):
     """The kernel's identity and the requests it answers outside the log's
     queue. The subclass provides `client` (the log) and `_runtime()`."""
 
@@ -76,7 +74,7 @@ class Answers(Kernel):
         # imports it to find out) and "kernel subshells": front ends would
         # offer both. This kernel has neither.
         return {
-            "protocol_version": kernel_protocol_version,
+            "protocol_version": KERNEL_PROTOCOL_VERSION,
             "implementation": self.implementation,
             "implementation_version": self.implementation_version,
             "language_info": self.language_info,

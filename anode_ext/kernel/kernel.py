@@ -60,6 +60,7 @@ class AnodeKernel(Answers):
     network = Bool(
         False, config=True, help="Let code in the sandbox reach the network (off by default)."
     )
+    publishes_execute_input = False  # published from the log's ExecutionStarted
 
     # -- start and stop ----------------------------------------------------------
     def start(self) -> None:
@@ -201,9 +202,6 @@ class AnodeKernel(Answers):
             await self.client.push([(_new_id(), interrupt)])
 
     # -- execute -------------------------------------------------------------------
-    def _publish_execute_input(self, code: str, parent: Any, execution_count: int) -> None:
-        """Not here: execute_input is published from the log's ExecutionStarted."""
-
     async def do_execute(
         self,
         code: str,
@@ -231,7 +229,7 @@ class AnodeKernel(Answers):
             # could have it aborted too (1 to 2 in 300 errors on a loaded machine).
             # Started before the reply, the abort covers only what was queued;
             # ipykernel's own call after the reply only repeats it.
-            self._abort_queues()
+            self.abort_queued_requests()
         return reply
 
     async def _execute(
@@ -244,7 +242,7 @@ class AnodeKernel(Answers):
         cell_id: str | None,
         parent: Any,
     ) -> dict[str, Any]:
-        ident = self._get_shell_context_var(self._shell_parent_ident)
+        ident = self.shell_request_ident()
         self._awaiting_runtime += 1
         try:
             await self._runtime()
@@ -341,7 +339,7 @@ class AnodeKernel(Answers):
             msg_type,
             content,
             parent=parent,
-            ident=self._topic(msg_type),  # type: ignore[no-untyped-call]
+            ident=self.iopub_topic(msg_type),
         )
 
     async def _ask(self, x: str, e: ev.InputRequested, parent: Any, ident: Any) -> None:

@@ -22,7 +22,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from ..server.real import TOKEN, Server
 from .conftest import serve_lab, wait_for_kernel
-from .test_document import events, nb_id, outputs_text, source, username, wait_until
+from .test_document import nb_id, outputs_text, type_at_end_of_first_cell, wait_until
 
 # jupyter-collaboration 5 and the packages it brings that we do not have.
 COLLABORATION = (
@@ -87,12 +87,7 @@ def test_notebooks_anode_serves_open_through_the_log_beside_jupyter_collaboratio
     rooms = [url for url in sockets if "/api/collaboration/room/" in url]
     assert rooms and all("globalAwareness" in url for url in rooms), rooms
 
-    alice.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
-    alice.keyboard.press("End")
-    alice.keyboard.type("  # both", delay=20)
-    wait_until(lambda: source(bob, "a") == "print('both')  # both", "bob to see alice's keys")
-    edits = [e for e in events(lab, nb) if e["name"] == "v1.CellSourceEdited"]
-    assert edits and {e["user"] for e in edits} == {username(alice)}
+    type_at_end_of_first_cell(lab, alice, bob, "  # both")
 
     alice.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     wait_until(lambda: "both" in outputs_text(bob, "a"), "bob to see the output")

@@ -100,6 +100,17 @@ def wait_until(check: Any, what: str, timeout: float = 60) -> Any:
         time.sleep(0.1)
 
 
+def type_at_end_of_first_cell(lab: Server, typist: Any, watcher: Any, text: str) -> None:
+    """Keys typed in one context reach the other, and the log has them as the typist's."""
+    before = source(typist, "a")
+    typist.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+    typist.keyboard.press("End")
+    typist.keyboard.type(text, delay=20)
+    wait_until(lambda: source(watcher, "a") == before + text, "the other context to see the keys")
+    edits = [e for e in events(lab, nb_id(typist)) if e["name"] == "v1.CellSourceEdited"]
+    assert edits and {e["user"] for e in edits} == {username(typist)}
+
+
 def events(lab: Server, nb: str) -> list[dict[str, Any]]:
     status, page = lab.call(f"/anode/api/notebooks/{nb}/events?after=0")
     assert status == 200
@@ -110,12 +121,7 @@ def test_keystrokes_in_one_context_reach_the_other_and_the_log(lab: Server, page
     alice, bob = pages
     nb = nb_id(alice)
     assert nb == nb_id(bob)
-    alice.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
-    alice.keyboard.press("End")
-    alice.keyboard.type("  # hi", delay=20)
-    wait_until(lambda: source(bob, "a") == "print('alpha')  # hi", "bob to see alice's keys")
-    edits = [e for e in events(lab, nb) if e["name"] == "v1.CellSourceEdited"]
-    assert edits and {e["user"] for e in edits} == {username(alice)}
+    type_at_end_of_first_cell(lab, alice, bob, "  # hi")
     assert lab.state(nb)["cells"][0]["source"] == "print('alpha')  # hi"
 
 

@@ -18,6 +18,16 @@ from anode_ext.kernel.install import install
 from .test_rest import body, event, push
 
 
+async def ready_client(km: Any, code: str) -> Any:
+    """A client of the kernel, once it ran `code` (ok); stop its channels after."""
+    kc = km.client()
+    kc.start_channels()
+    await kc.wait_for_ready(timeout=120)
+    reply = await kc.execute_interactive(code, timeout=240)
+    assert reply["content"]["status"] == "ok"
+    return kc
+
+
 async def state_of(jp_fetch: Any, nb: str) -> dict[str, Any]:
     return dict(body(await jp_fetch("anode", "api", "notebooks", nb)))
 
@@ -44,13 +54,8 @@ async def test_a_kernel_for_a_document_shares_its_queue_and_runtime(
     )
     kernel_id = body(resp)["kernel"]["id"]
     km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
-    kc = km.client()
-    kc.start_channels()
+    kc = await ready_client(km, "x = 6 * 7\nprint('from the kernel')")
     try:
-        await kc.wait_for_ready(timeout=120)
-        reply = await kc.execute_interactive("x = 6 * 7\nprint('from the kernel')", timeout=240)
-        assert reply["content"]["status"] == "ok"
-
         index = json.loads((tmp_path / "stores" / "paths.json").read_text())
         nb = index["joined.ipynb"]
         state = await state_of(jp_fetch, nb)
@@ -158,12 +163,8 @@ async def test_the_kernel_joins_through_its_provisioner_and_stays_joined_after_a
     await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="{}")
     (second,) = credentials()
     assert second != first
-    kc = km.client()
-    kc.start_channels()
+    kc = await ready_client(km, "after = 'the restart'")
     try:
-        await kc.wait_for_ready(timeout=120)
-        reply = await kc.execute_interactive("after = 'the restart'", timeout=240)
-        assert reply["content"]["status"] == "ok"
         nb = joins.grants[second].notebook_id
         ran = (await state_of(jp_fetch, nb))["executions"]
         assert [(e["code"], e["requested_by"]) for e in ran] == [

@@ -29,7 +29,7 @@ from .protocol import HostDied, HostInfo
 log = logging.getLogger(__name__)
 
 # At most this often (seconds) a running cell's outputs reach the log, after the first.
-STREAM_INTERVAL = 0.1
+STREAM_INTERVAL = 0.2
 
 HostFactory = Callable[[], PyodideHost]
 _OUTPUT = msgspec.json.Decoder(ev.Output)

@@ -26,6 +26,7 @@ def _id() -> str:
 
 async def test_a_lost_runtime_fails_its_cell_and_the_next_runtime_takes_the_queue(
     jp_fetch: Any,
+    jp_serverapp: Any,
     connect: Any,  # noqa: F811
 ) -> None:
     nb = await new_notebook(jp_fetch)
@@ -47,8 +48,13 @@ async def test_a_lost_runtime_fails_its_cell_and_the_next_runtime_takes_the_queu
             (_id(), ev.ExecutionStarted(execution_id=running, execution_count=1)),
         ]
     )
-    # While the remote runtime is connected, the server starts none of its own.
-    await asyncio.sleep(2.5)
+    # While the remote runtime is connected, the server starts none of its own,
+    # though work is queued: asked now (as its loop asks at every append), it
+    # declines. (Breaks this catches: the guard on live sessions deleted.)
+    room = jp_serverapp.web_app.settings["anode_notebooks"].room(nb)
+    assert room.store.state.first_pending() == queued
+    room.runtimes.ensure(room)
+    assert room.agent_task is None
     assert user.state.t.executions[queued].state == "pending"
     assert user.state.t.runtimes[sid].state == "live"
 

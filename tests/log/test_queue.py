@@ -156,6 +156,19 @@ def test_cancel(nb):
     refused(nb, [e("ExecutionCancelled", execution_id="x1")], BOB, match="cancelled")
 
 
+def test_cancel_of_an_assigned_execution_frees_its_runtime(nb):
+    """Claimed but not started: cancelling is still allowed (DESIGN's state machine),
+    and the runtime holds nothing after it. Break caught: the rule refusing it."""
+    nb.push([e("ExecutionRequested", execution_id="x1", cell_id="c1", code="1")], ALICE)
+    nb.push([e("ExecutionAssigned", execution_id="x1", session_id="s1")], RUNTIME)
+    assert nb.state.t.runtimes["s1"].holding == "x1"
+    nb.push([e("ExecutionCancelled", execution_id="x1")], BOB)
+    ex = nb.state.t.executions["x1"]
+    assert (ex.state, ex.reason) == ("cancelled", "cancelled by bob")
+    assert nb.state.t.runtimes["s1"].holding is None
+    refused(nb, [e("ExecutionStarted", execution_id="x1", execution_count=1)], RUNTIME)
+
+
 def test_runtime_lost_fails_the_running_and_requeues_the_assigned(nb):
     run(nb, "x1")
     nb.push([e("ExecutionRequested", execution_id="x2", cell_id="c1", code="2")], ALICE)

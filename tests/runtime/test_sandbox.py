@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from pathlib import Path
 
@@ -177,3 +178,53 @@ async def test_node_permission_model_is_the_outer_wall(tmp_path: Path) -> None:
         "spawn": "ERR_ACCESS_DENIED",
         "ok": "allowed",
     }, out
+
+
+async def test_the_real_hosts_flags_are_the_wall(host: PyodideHost) -> None:
+    """The flags a real host gave its Node (read from /proc, not rebuilt here):
+    the permission model is on, nothing beyond files is allowed, and probing
+    with exactly those flags finds the host's files, other writes and child
+    processes refused. Break caught: the host's read list widened to `/`."""
+    assert host.pid is not None
+    argv = Path(f"/proc/{host.pid}/cmdline").read_bytes().decode().split("\0")
+    node = next(a for a in argv if Path(a).name.startswith("node"))
+    flags = [a for a in argv if a.startswith("--")]
+    assert "--permission" in flags or "--experimental-permission" in flags, argv
+    assert not [f for f in flags if f.split("=")[0] in ALLOW_MORE], flags
+    read = [Path(p) for f in flags if f.startswith("--allow-fs-read=") for p in f[16:].split(",")]
+    write = [Path(p) for f in flags if f.startswith("--allow-fs-write=") for p in f[17:].split(",")]
+    assert read and write, flags
+    for p in read:
+        assert not Path("/etc/passwd").is_relative_to(p), p
+        assert not Path.home().is_relative_to(p), p
+    probe_dir = write[0]
+    script = probe_dir / f"probe-{os.getpid()}.mjs"
+    script.write_text(
+        "import fs from 'node:fs'; import cp from 'node:child_process';\n"
+        "const tries = {passwd: () => fs.readFileSync('/etc/passwd'),\n"
+        "  write: () => fs.writeFileSync('/tmp/anode-probe', 'x'),\n"
+        "  spawn: () => cp.execSync('id'), ok: () => fs.readFileSync(process.argv[2])};\n"
+        "for (const [k, f] of Object.entries(tries)) {\n"
+        "  try { f(); console.log(k, 'allowed'); } catch (e) { console.log(k, e.code); } }\n"
+    )
+    try:
+        perm = [
+            f
+            for f in flags
+            if f.startswith(("--permission", "--experimental-permission", "--allow-"))
+        ]
+        out = subprocess.run(
+            [node, *perm, str(script), str(script)], capture_output=True, text=True, timeout=60
+        )
+    finally:
+        script.unlink()
+    lines = dict(line.split(" ", 1) for line in out.stdout.split("\n") if line)
+    assert lines == {
+        "passwd": "ERR_ACCESS_DENIED",
+        "write": "ERR_ACCESS_DENIED",
+        "spawn": "ERR_ACCESS_DENIED",
+        "ok": "allowed",
+    }, out
+
+
+ALLOW_MORE = ("--allow-child-process", "--allow-addons", "--allow-wasi", "--allow-inspector")

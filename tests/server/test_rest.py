@@ -132,3 +132,44 @@ async def test_no_token_is_refused(jp_fetch: Any) -> None:
     with pytest.raises(HTTPClientError) as info:
         await jp_fetch("anode", "api", "notebooks", headers={"Authorization": "token wrong"})
     assert info.value.code == 403
+
+
+async def test_the_smaller_promises_of_the_api(jp_fetch: Any, jp_ws_fetch: Any) -> None:
+    """DESIGN.md's API, point by point: the 201 reply's head; export as of a seq;
+    404 for every route of an unknown notebook; the 413 body; the head in every
+    websocket page, and an empty first answer to a pull at the head."""
+    resp = await jp_fetch("anode", "api", "notebooks", method="POST", body="{}")
+    created = body(resp)
+    assert resp.code == 201 and created["head"] == 1
+    nb = created["id"]
+    cell = event("CellCreated", cell_id="c", cell_type="code", source="old", position="V")
+    await push(jp_fetch, nb, cell)
+    await push(jp_fetch, nb, event("CellSourceChanged", cell_id="c", source="new"))
+    then = body(await jp_fetch("anode", "api", "notebooks", nb, "export", params={"at": 2}))
+    now = body(await jp_fetch("anode", "api", "notebooks", nb, "export"))
+    assert [c["source"] for c in then["cells"]] == ["old"]
+    assert [c["source"] for c in now["cells"]] == ["new"]
+
+    for route in ([], ["events"], ["export"], ["document"]):
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch("anode", "api", "notebooks", "nope", *route)
+        assert info.value.code == 404, route
+    with pytest.raises(HTTPClientError) as info:
+        await jp_ws_fetch("anode", "api", "notebooks", "nope", "sync")
+    assert info.value.code == 404
+    with pytest.raises(HTTPClientError) as info:
+        await push(jp_fetch, "nope", cell)
+    assert info.value.code == 404
+
+    big = event("NotebookMetadataSet", key="big", value="x" * (2 << 20))
+    r = await refused(jp_fetch, nb, 413, big)
+    assert r["index"] == 0 and r["reason"]
+
+    ws = await jp_ws_fetch("anode", "api", "notebooks", nb, "sync")
+    await ws.write_message(json.dumps({"type": "pull", "after": 3}))
+    first = json.loads(await ws.read_message())
+    assert first == {"type": "events", "events": [], "head": 3}
+    await push(jp_fetch, nb, event("NotebookMetadataSet", key="a", value=1))
+    live = json.loads(await ws.read_message())
+    assert live["head"] == 4 and [e["seq"] for e in live["events"]] == [4]
+    ws.close()

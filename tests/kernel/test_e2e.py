@@ -325,3 +325,33 @@ def test_a_kernel_killed_while_booting_leaves_no_node_process(tmp_path: Path) ->
         _kill_and_check_nodes_go(pid, nodes)
     finally:
         km.cleanup_resources()
+
+
+def test_a_standalone_kernel_keeps_its_log_where_it_is_told(tmp_path: Path) -> None:
+    """`--AnodeKernel.store_path`: everything the kernel ran is in that log, as
+    events (DESIGN: no second, direct path from the kernel to the runtime), and
+    the log outlives the kernel. Break this catches: the setting ignored."""
+    from anode_ext.log import Store
+
+    path = tmp_path / "kept.anode"
+    km, kc = start_new_kernel(
+        kernel_name=KERNEL,
+        startup_timeout=120,
+        cwd=str(tmp_path),
+        extra_arguments=[f"--AnodeKernel.store_path={path}"],
+    )
+    try:
+        for code in ("x = 6 * 7", "print(x)"):
+            assert kc.execute_interactive(code, timeout=120)["content"]["status"] == "ok"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+    with Store.open(path, readonly=True) as store:
+        ran = list(store.state.t.executions.values())
+        assert [(e.code, e.state, e.status) for e in ran] == [
+            ("x = 6 * 7", "completed", "ok"),
+            ("print(x)", "completed", "ok"),
+        ]
+        assert store.state.t.outputs[ran[1].id].outputs[0]["text"] == "42\n"
+        names = [env.name for env in store.events()]
+        assert names.count("v1.ExecutionStarted") == names.count("v1.ExecutionCompleted") == 2

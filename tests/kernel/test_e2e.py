@@ -126,18 +126,33 @@ def kernel(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     km.shutdown_kernel(now=False)
 
 
-def test_interrupt_stops_a_busy_loop_within_a_second(kernel) -> None:  # type: ignore[no-untyped-def]
+def _running(kc: Any, msg_id: str) -> None:
+    """Until the kernel says the cell runs (its execute_input, from the log's start)."""
+    while True:
+        msg = kc.get_iopub_msg(timeout=60)
+        if msg["msg_type"] == "execute_input" and msg["parent_header"].get("msg_id") == msg_id:
+            return
+
+
+@pytest.mark.parametrize("mode", ["signal", "message"])
+def test_interrupt_stops_a_busy_loop(kernel, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """Both of Jupyter's interrupt modes: the kernelspec's SIGINT, and an
+    interrupt_request on the control channel (a client that cannot signal)."""
     km, kc = kernel
-    msg_id = kc.execute("while True: pass")
-    time.sleep(2)
-    t0 = time.monotonic()
-    km.interrupt_kernel()
-    reply = kc.get_shell_msg(timeout=30)
+    km.kernel_spec.interrupt_mode = mode
+    try:
+        msg_id = kc.execute("while True: pass")
+        _running(kc, msg_id)
+        t0 = time.monotonic()
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=30)
+    finally:
+        km.kernel_spec.interrupt_mode = "signal"
     elapsed = time.monotonic() - t0
     assert reply["parent_header"]["msg_id"] == msg_id
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "KeyboardInterrupt"
-    # Stopped by the interrupt, not by a timeout; the latency itself (≤ 1 s on
+    # Stopped by the interrupt, not by a timeout; the latency itself (<= 1 s on
     # a quiet machine) is measured in bench/kernel.py, away from test noise.
     assert elapsed < 10, elapsed
     assert kc.execute_interactive("'alive'", timeout=60)["content"]["status"] == "ok"
@@ -355,3 +370,25 @@ def test_a_standalone_kernel_keeps_its_log_where_it_is_told(tmp_path: Path) -> N
         assert store.state.t.outputs[ran[1].id].outputs[0]["text"] == "42\n"
         names = [env.name for env in store.events()]
         assert names.count("v1.ExecutionStarted") == names.count("v1.ExecutionCompleted") == 2
+
+
+def test_shutdown_is_answered_and_the_kernel_exits(tmp_path: Path) -> None:
+    """shutdown_request on control gets its shutdown_reply (status ok, restart
+    as asked), then the process ends: clients that wait for the reply do not hang."""
+    km, kc = start_new_kernel(kernel_name=KERNEL, startup_timeout=120, cwd=str(tmp_path))
+    try:
+        assert kc.execute_interactive("1", timeout=120)["content"]["status"] == "ok"
+        msg_id = kc.shutdown(restart=False)
+        reply = kc.control_channel.get_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["msg_type"] == "shutdown_reply"
+        assert reply["content"]["status"] == "ok" and reply["content"]["restart"] is False
+        for _ in range(300):
+            if not km.is_alive():
+                break
+            time.sleep(0.1)
+        assert not km.is_alive()
+    finally:
+        kc.stop_channels()
+        if km.is_alive():
+            km.shutdown_kernel(now=True)

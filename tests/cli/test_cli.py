@@ -94,3 +94,34 @@ def test_a_newer_nbformat_minor_imports_and_exports_as_it_was(tmp_path):
     assert out.returncode == 0, out.stderr
     want = nbformat.writes(nbformat.read(src, as_version=4))
     assert json.loads(out.stdout) == json.loads(want)
+
+
+def test_the_console_script_is_the_same_command():
+    """pyproject's `anode` script runs the same CLI as `python -m anode_ext`."""
+    script = Path(sys.executable).parent / "anode"
+    assert script.exists(), "the install did not make the `anode` script"
+    out = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout == anode("--help").stdout
+
+
+@pytest.mark.parametrize("where", ["--prefix", "--user", "--sys-prefix"])
+def test_the_kernel_spec_installs_where_asked(tmp_path, where):
+    """`python -m anode_ext.kernel install` with each of its flags puts the spec
+    (which names Anode's provisioner) where Jupyter looks for it."""
+    import os
+
+    env = {**os.environ, "JUPYTER_DATA_DIR": str(tmp_path / "user")}
+    args = [sys.executable, "-m", "anode_ext.kernel", "install", where]
+    if where == "--prefix":
+        args.append(str(tmp_path / "prefix"))
+    out = subprocess.run(args, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    expected = {
+        "--prefix": tmp_path / "prefix" / "share" / "jupyter" / "kernels",
+        "--user": tmp_path / "user" / "kernels",
+        "--sys-prefix": Path(sys.prefix) / "share" / "jupyter" / "kernels",
+    }[where] / "anode-pyodide"
+    assert str(expected) in out.stdout
+    spec = json.loads((expected / "kernel.json").read_text())
+    assert spec["metadata"]["kernel_provisioner"]["provisioner_name"] == "anode-provisioner"
+    assert spec["argv"][1:3] == ["-m", "anode_ext.kernel"]

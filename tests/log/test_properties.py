@@ -2,9 +2,10 @@
 
 import copy
 import json
+import os
 import sqlite3
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from anode_ext.log import Identity, Refused, Store, tables
@@ -12,11 +13,18 @@ from anode_ext.log.state import Dirty
 from anode_ext.log.sync import Replica
 
 from .doccheck import assert_agree
-from .gen import WHO, browser_step, events, pushes, smart_step, with_id
+from .gen import WHO, browser_step, events, pushes, queue_step, smart_step, with_id
 from .ybrowser import Browser
 
+# A fixed number of examples in CI; a longer run is `ANODE_EXAMPLES=2000 make pytest`.
+# The share of examples that reached each event kind: pytest's
+# --hypothesis-show-statistics (on in pyproject). A failure prints the blob
+# that replays it (@reproduce_failure).
 SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("ANODE_EXAMPLES", "60")),
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
@@ -51,7 +59,10 @@ def smart_fill(store, data, steps):
     for _ in range(steps):
         tab = data.draw(st.sampled_from(range(len(tabs) + 2)))
         if tab >= len(tabs):
-            batch, who = smart_step(data.draw, store.state)
+            # Two steps in three from a queue's life (runs, claims, outputs of every
+            # type, inputs, ends), so every event kind is drawn in proportion.
+            step = smart_step if data.draw(st.integers(0, 2)) == 0 else queue_step
+            batch, who = step(data.draw, store.state)
             batch = [with_id(ev) for ev in batch]
         else:
             if data.draw(st.booleans()):
@@ -78,6 +89,8 @@ def test_replay_from_zero_equals_incremental_tables(tmp_path_factory, data, step
             store.sync_document(WHO[4])  # sometimes from the start, sometimes late
         smart_fill(store, data, steps)
         store.sync_document(WHO[4])
+        for name in sorted({env.name for env in store.events()}):
+            event(name)
         assert_agree(store)
         replayed = store.replay()
         assert replayed.t == store.state.t

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -228,3 +229,34 @@ async def test_the_real_hosts_flags_are_the_wall(host: PyodideHost) -> None:
 
 
 ALLOW_MORE = ("--allow-child-process", "--allow-addons", "--allow-wasi", "--allow-inspector")
+
+
+async def test_network_on_reaches_a_local_server(make_host: Any) -> None:
+    """`network=True` (`runtime_network`, `anode runtime --network`): no
+    namespace around Node, so code reaches a server on this machine. Break
+    this catches: the switch ignored (the runtime always isolated)."""
+    hits = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal hits
+        hits += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        host = await make_host(network=True)
+        assert host.info is not None and not host.info.network_isolated
+        r = await run(
+            host,
+            "from pyodide.http import pyfetch\n"
+            f"(await (await pyfetch('http://127.0.0.1:{port}/')).string())",
+        )
+        assert r.reply.status == "ok", r.reply
+        assert r.result() == "'hello'" and hits == 1
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -94,3 +94,50 @@ def test_a_remote_runtime_works_the_queue_and_is_replaced_when_killed(tmp_path: 
         if runtime is not None and runtime.poll() is None:
             runtime.kill()
         server.stop()
+
+
+def test_anode_runtime_takes_its_token_from_the_environment_and_network_when_asked(
+    tmp_path: Path,
+) -> None:
+    """`anode runtime` without --token reads $ANODE_TOKEN, else $JUPYTER_TOKEN;
+    with --network its code reaches the server's machine, without it not.
+    Breaks this catches: the variables not read (the runtime never connects),
+    --network ignored."""
+    import os
+
+    server = Server(tmp_path, "--AnodeApp.warm_runtimes=0").start()
+    fetch = f"from pyodide.http import pyfetch\n(await pyfetch('{server.url}/api/status')).status"
+    try:
+        for variable, network in (("JUPYTER_TOKEN", ["--network"]), ("ANODE_TOKEN", [])):
+            nb = server.create()
+            env = {k: v for k, v in os.environ.items() if k not in ("ANODE_TOKEN", "JUPYTER_TOKEN")}
+            env[variable] = TOKEN
+            runtime = subprocess.Popen(
+                [sys.executable, "-m", "anode_ext", "runtime", "--server", server.url,
+                 "--notebook", nb, "--workdir", str(tmp_path), *network],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            try:
+                until(
+                    lambda nb=nb: [r for r in server.state(nb)["runtimes"] if r["state"] == "live"],
+                    240,
+                    f"a runtime with ${variable} never registered",
+                )
+                x = _id()
+                event = {"id": _id(), "name": "v1.ExecutionRequested"}
+                event["args"] = {"execution_id": x, "cell_id": None, "code": fetch}  # type: ignore[assignment]
+                assert (
+                    server.call(f"/anode/api/notebooks/{nb}/events", {"events": [event]})[0] == 200
+                )
+
+                def done(nb: str = nb, x: str = x) -> dict[str, Any] | None:
+                    rows = [e for e in server.state(nb)["executions"] if e["id"] == x]
+                    return rows[0] if rows and rows[0]["state"] in ("completed", "failed") else None
+
+                row = until(done, 120, "the fetch never ended")
+                assert row["status"] == ("ok" if network else "error"), (variable, row)
+            finally:
+                runtime.kill()
+                runtime.wait(30)
+    finally:
+        server.stop()

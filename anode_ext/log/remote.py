@@ -87,6 +87,7 @@ class RemoteLog:
         self.keep_events = keep_events
         self._kept: list[Envelope] = []
         self._kept_from = 0
+        self.throttled = 0  # pushes the server refused for the rate (429) and we retried
         self.reconnects = 0
 
     # -- LogClient ---------------------------------------------------------------
@@ -126,6 +127,7 @@ class RemoteLog:
             if msg["type"] == "push_refused":
                 status = int(msg.get("status", 400))
                 if status == 429:  # rate limited: nothing was appended, so try again later
+                    self.throttled += 1
                     await asyncio.sleep(self._throttle)
                     self._throttle = min(self._throttle * 2, self.max_backoff)
                     continue

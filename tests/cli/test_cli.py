@@ -72,12 +72,12 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, imported, args):
     (tmp_path / "junk.anode").write_bytes(b"garbage" * 1000)
     (tmp_path / "ok.ipynb").write_text(DEMO.read_text())
     shutil.copy(imported, tmp_path / "ok.anode")
-    before = sorted(p.name for p in tmp_path.iterdir())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     r = anode(*args, cwd=tmp_path)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert r.stderr.startswith("anode: ")
-    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_schema_command():

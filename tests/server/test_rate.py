@@ -48,5 +48,6 @@ async def test_the_client_backs_off_and_gets_through(
     try:
         await asyncio.gather(*(client.push([cell(f"c{i}")]) for i in range(25)))
         assert len(client.state.t.cells) == 25
+        assert client.throttled > 0  # it was refused on the way, and got through
     finally:
         await client.close()

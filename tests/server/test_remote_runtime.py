@@ -141,3 +141,69 @@ def test_anode_runtime_takes_its_token_from_the_environment_and_network_when_ask
                 runtime.wait(30)
     finally:
         server.stop()
+
+
+def test_a_stopped_runtime_is_lost_though_its_socket_stays_open(tmp_path: Path) -> None:
+    """A runtime whose process is stopped (SIGSTOP: a hung machine, a half-open
+    connection) keeps its TCP connection but answers no ping: the server closes
+    the socket at the ping timeout, ends the session after `runtime_lost_after`,
+    fails its cell and runs the queue on a runtime of its own. Break this
+    catches: liveness taken from the socket being open."""
+    config = tmp_path / "pings.py"
+    config.write_text(
+        "c.ServerApp.tornado_settings = {'ws_ping_interval': 500, 'ws_ping_timeout': 1500}\n"
+    )
+    server = Server(
+        tmp_path,
+        "--AnodeApp.warm_runtimes=0",
+        "--AnodeApp.runtime_lost_after=2",
+        f"--config={config}",
+    ).start()
+    runtime: subprocess.Popen[str] | None = None
+    try:
+        nb = server.create()
+        runtime = subprocess.Popen(
+            [sys.executable, "-m", "anode_ext", "runtime", "--server", server.url,
+             "--notebook", nb, "--token", TOKEN, "--workdir", str(tmp_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        live = until(
+            lambda: [r for r in server.state(nb)["runtimes"] if r["state"] == "live"],
+            240,
+            "the remote runtime never registered",
+        )
+        sid = live[0]["session_id"]
+        busy, after = _id(), _id()
+        events = [
+            {"id": _id(), "name": "v1.ExecutionRequested",
+             "args": {"execution_id": busy, "cell_id": None, "code": "while True: pass"}},
+            {"id": _id(), "name": "v1.ExecutionRequested",
+             "args": {"execution_id": after, "cell_id": None, "code": "6 * 7"}},
+        ]  # fmt: skip
+        assert server.call(f"/anode/api/notebooks/{nb}/events", {"events": events})[0] == 200
+
+        def state_of(x: str) -> dict[str, Any]:
+            return next(e for e in server.state(nb)["executions"] if e["id"] == x)
+
+        until(lambda: state_of(busy)["state"] == "executing", 120, "the loop never started")
+        runtime.send_signal(signal.SIGSTOP)
+        lost = until(
+            lambda: state_of(busy) if state_of(busy)["state"] == "failed" else None,
+            60,
+            "a stopped runtime was never declared lost",
+        )
+        assert "runtime lost" in (lost["reason"] or "")
+        rt = next(r for r in server.state(nb)["runtimes"] if r["session_id"] == sid)
+        assert rt["state"] == "ended"
+        done = until(
+            lambda: state_of(after) if state_of(after)["state"] == "completed" else None,
+            240,
+            "the queue did not go on",
+        )
+        assert done["status"] == "ok" and done["session_id"] != sid
+    finally:
+        if runtime is not None:
+            runtime.send_signal(signal.SIGCONT)
+            runtime.kill()
+            runtime.wait(30)
+        server.stop()

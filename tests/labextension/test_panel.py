@@ -231,3 +231,40 @@ def test_a_reload_shows_the_same_queue(lab: Server, pages: tuple[Any, Any]) -> N
         for i in range(rows.count())
     ]
     assert shown == [(e["id"], e["state"]) for e in reversed(want)]
+
+
+def test_every_figure_of_a_row_and_the_counts_match_the_server(
+    lab: Server, pages: tuple[Any, Any]
+) -> None:
+    """Who asked, the runtime, the request time, the duration, the state (with
+    a non-ok status) and the counts per state, in both panels, against the
+    server's state of the log (times formatted by the page's own clock format)."""
+    nb = notebook_id(pages[0])
+    ran = request(lab, nb, "21 * 2")
+    wait_state(pages[0], ran, "completed")
+    want = executions(lab, nb)
+    last = want[-1]
+    counts: dict[str, int] = {}
+    for e in want:
+        counts[e["state"]] = counts.get(e["state"], 0) + 1
+    fmt = """ms => new Intl.DateTimeFormat(undefined,
+        {hour: '2-digit', minute: '2-digit', second: '2-digit'}).format(ms)"""
+    for page in pages:
+        wait_state(page, last["id"], last["state"])
+        for e in want[-6:]:  # the rows in view
+            r = row(page, e["id"])
+            assert r.locator(".anode-who").inner_text() == e["requested_by"]
+            assert r.locator(".anode-runtime").inner_text() == (e["session_id"] or "")[:6]
+            assert r.locator(".anode-time").inner_text() == page.evaluate(fmt, e["requested_at"])
+            state = e["state"] + (f" ({e['status']})" if e["status"] not in (None, "ok") else "")
+            assert r.locator(".anode-state").inner_text() == state
+            took = ""
+            if e["started_at"] is not None and e["ended_at"] is not None:
+                ms = e["ended_at"] - e["started_at"]
+                took = page.evaluate("ms => `${(ms / 1000).toFixed(2)} s`", ms)  # JS's rounding
+            assert r.locator(".anode-duration").inner_text() == took
+        shown = page.locator("#anode-panel .anode-counts").inner_text()
+        assert (
+            dict((k, int(v)) for v, k in (part.split(" ", 1) for part in shown.split(" · ")))
+            == counts
+        )

@@ -149,8 +149,7 @@ def test_run_all_queues_every_cell_at_once_and_everyone_sees_the_outputs(
 
 
 def test_an_execution_queued_over_rest_shows_in_both(lab: Server, pages: Any) -> None:
-    alice, bob = pages
-    nb = nb_id(alice)
+    nb = nb_id(pages[0])
     event = {
         "id": uuid.uuid4().hex,
         "name": "v1.ExecutionRequested",
@@ -301,10 +300,12 @@ def test_a_server_restart_with_tabs_open_loses_and_duplicates_nothing(
     nb = nb_id(alice)
     for page in pages:
         # JupyterLab's own "Server Connection Error", whenever a poll of its
-        # fell in the gap: a user dismisses it (the notebook reconnects by itself).
+        # fell in the gap: a user closes it (the notebook reconnects by itself).
         dialog = page.locator(".jp-Dialog:has-text('Server Connection Error')")
         page.add_locator_handler(
-            dialog, lambda d: d.locator("button:has-text('Dismiss')").click(), no_wait_after=True
+            dialog,
+            lambda d: d.locator(".jp-Dialog-footer button").first.click(),
+            no_wait_after=True,
         )
     lab.kill()
     lab.start(timeout=180)

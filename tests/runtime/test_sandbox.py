@@ -160,26 +160,8 @@ async def test_node_permission_model_is_the_outer_wall(tmp_path: Path) -> None:
     """If Python ever reached Node, the process itself may read only its own
     files and the workdir, and may start no process."""
     node = find_node()
-    script = tmp_path / "probe.mjs"
-    script.write_text(
-        "import fs from 'node:fs'; import cp from 'node:child_process';\n"
-        "const tries = {passwd: () => fs.readFileSync('/etc/passwd'),\n"
-        "  write: () => fs.writeFileSync('/tmp/anode-probe', 'x'),\n"
-        "  spawn: () => cp.execSync('id'), ok: () => fs.readFileSync(process.argv[2])};\n"
-        "for (const [k, f] of Object.entries(tries)) {\n"
-        "  try { f(); console.log(k, 'allowed'); } catch (e) { console.log(k, e.code); } }\n"
-    )
     flags = permission_flags(node_version(node), [tmp_path, assets.JS_DIR], [tmp_path])
-    out = subprocess.run(
-        [node, *flags, str(script), str(script)], capture_output=True, text=True, timeout=60
-    )
-    lines = dict(line.split(" ", 1) for line in out.stdout.split("\n") if line)
-    assert lines == {
-        "passwd": "ERR_ACCESS_DENIED",
-        "write": "ERR_ACCESS_DENIED",
-        "spawn": "ERR_ACCESS_DENIED",
-        "ok": "allowed",
-    }, out
+    assert probe_wall(node, flags, tmp_path) == WALL
 
 
 async def test_the_real_hosts_flags_are_the_wall(host: PyodideHost) -> None:
@@ -199,8 +181,24 @@ async def test_the_real_hosts_flags_are_the_wall(host: PyodideHost) -> None:
     for p in read:
         assert not Path("/etc/passwd").is_relative_to(p), p
         assert not Path.home().is_relative_to(p), p
-    probe_dir = write[0]
-    script = probe_dir / f"probe-{os.getpid()}.mjs"
+    perm = [
+        f for f in flags if f.startswith(("--permission", "--experimental-permission", "--allow-"))
+    ]
+    assert probe_wall(node, perm, write[0]) == WALL
+
+
+# What a Node under the permission model must refuse, and the one read it may do.
+WALL = {
+    "passwd": "ERR_ACCESS_DENIED",
+    "write": "ERR_ACCESS_DENIED",
+    "spawn": "ERR_ACCESS_DENIED",
+    "ok": "allowed",
+}
+
+
+def probe_wall(node: str, flags: list[str], where: Path) -> dict[str, str]:
+    """Run a probe script (written in `where`) under `flags`: what each try met."""
+    script = where / f"probe-{os.getpid()}.mjs"
     script.write_text(
         "import fs from 'node:fs'; import cp from 'node:child_process';\n"
         "const tries = {passwd: () => fs.readFileSync('/etc/passwd'),\n"
@@ -210,23 +208,12 @@ async def test_the_real_hosts_flags_are_the_wall(host: PyodideHost) -> None:
         "  try { f(); console.log(k, 'allowed'); } catch (e) { console.log(k, e.code); } }\n"
     )
     try:
-        perm = [
-            f
-            for f in flags
-            if f.startswith(("--permission", "--experimental-permission", "--allow-"))
-        ]
         out = subprocess.run(
-            [node, *perm, str(script), str(script)], capture_output=True, text=True, timeout=60
+            [node, *flags, str(script), str(script)], capture_output=True, text=True, timeout=60
         )
     finally:
         script.unlink()
-    lines = dict(line.split(" ", 1) for line in out.stdout.split("\n") if line)
-    assert lines == {
-        "passwd": "ERR_ACCESS_DENIED",
-        "write": "ERR_ACCESS_DENIED",
-        "spawn": "ERR_ACCESS_DENIED",
-        "ok": "allowed",
-    }, out
+    return dict(line.split(" ", 1) for line in out.stdout.split("\n") if line)
 
 
 ALLOW_MORE = ("--allow-child-process", "--allow-addons", "--allow-wasi", "--allow-inspector")

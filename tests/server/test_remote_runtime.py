@@ -36,6 +36,27 @@ def until(check: Any, timeout: float, what: str) -> Any:
     return got
 
 
+def start_runtime(
+    server: Server, nb: str, workdir: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """`anode runtime` for the notebook, once its session is live: the process, the session."""
+    runtime = subprocess.Popen(
+        [sys.executable, "-m", "anode_ext", "runtime", "--server", server.url,
+         "--notebook", nb, "--workdir", str(workdir), *args],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        live = until(
+            lambda: [r for r in server.state(nb)["runtimes"] if r["state"] == "live"],
+            240,
+            "the remote runtime never registered",
+        )
+    except BaseException:
+        runtime.kill()
+        raise
+    return runtime, str(live[0]["session_id"])
+
+
 def test_a_remote_runtime_works_the_queue_and_is_replaced_when_killed(tmp_path: Path) -> None:
     server = Server(
         tmp_path, "--AnodeApp.warm_runtimes=0", "--AnodeApp.runtime_lost_after=3"
@@ -45,19 +66,7 @@ def test_a_remote_runtime_works_the_queue_and_is_replaced_when_killed(tmp_path: 
         nb = server.create()
         work = tmp_path / "remote-work"
         work.mkdir()
-        runtime = subprocess.Popen(
-            [sys.executable, "-m", "anode_ext", "runtime", "--server", server.url,
-             "--notebook", nb, "--token", TOKEN, "--workdir", str(work)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        live = until(
-            lambda: [r for r in server.state(nb)["runtimes"] if r["state"] == "live"],
-            240,
-            "the remote runtime never registered",
-        )
-        remote_sid = live[0]["session_id"]
+        runtime, remote_sid = start_runtime(server, nb, work, "--token", TOKEN)
 
         async def main() -> tuple[RemoteLog, RemoteLog, dict[str, str]]:
             alice = await RemoteLog(server.url, nb, token=TOKEN).start()
@@ -112,17 +121,8 @@ def test_anode_runtime_takes_its_token_from_the_environment_and_network_when_ask
             nb = server.create()
             env = {k: v for k, v in os.environ.items() if k not in ("ANODE_TOKEN", "JUPYTER_TOKEN")}
             env[variable] = TOKEN
-            runtime = subprocess.Popen(
-                [sys.executable, "-m", "anode_ext", "runtime", "--server", server.url,
-                 "--notebook", nb, "--workdir", str(tmp_path), *network],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
+            runtime, _ = start_runtime(server, nb, tmp_path, *network, env=env)
             try:
-                until(
-                    lambda nb=nb: [r for r in server.state(nb)["runtimes"] if r["state"] == "live"],
-                    240,
-                    f"a runtime with ${variable} never registered",
-                )
                 x = _id()
                 event = {"id": _id(), "name": "v1.ExecutionRequested"}
                 event["args"] = {"execution_id": x, "cell_id": None, "code": fetch}  # type: ignore[assignment]
@@ -162,17 +162,7 @@ def test_a_stopped_runtime_is_lost_though_its_socket_stays_open(tmp_path: Path) 
     runtime: subprocess.Popen[str] | None = None
     try:
         nb = server.create()
-        runtime = subprocess.Popen(
-            [sys.executable, "-m", "anode_ext", "runtime", "--server", server.url,
-             "--notebook", nb, "--token", TOKEN, "--workdir", str(tmp_path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
-        live = until(
-            lambda: [r for r in server.state(nb)["runtimes"] if r["state"] == "live"],
-            240,
-            "the remote runtime never registered",
-        )
-        sid = live[0]["session_id"]
+        runtime, sid = start_runtime(server, nb, tmp_path, "--token", TOKEN)
         busy, after = _id(), _id()
         events = [
             {"id": _id(), "name": "v1.ExecutionRequested",

@@ -60,6 +60,7 @@ class Agent:
         self.info: HostInfo | None = None
         self.sessions: list[str] = []  # every session this agent registered
         self._stopping = False
+        self._stopped = asyncio.Event()  # set by stop(): an idle wait ends at once
         self._ready = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------
@@ -100,6 +101,7 @@ class Agent:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._stopped.set()
         if self.host is not None:
             await self.host.close()
 
@@ -140,6 +142,18 @@ class Agent:
         return self.client.state.t.runtimes.get(sid) if sid else None
 
     # -- the queue ---------------------------------------------------------------
+    async def _idle(self, head: int) -> None:
+        """Until the log moves past `head`, `poll` passes, or stop(): a kernel's
+        shutdown waited up to a whole poll (1 s) for its agent here."""
+        moved = asyncio.ensure_future(self.client.wait(head, self.poll))
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({moved, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (moved, stopped):
+                task.cancel()
+            await asyncio.gather(moved, stopped, return_exceptions=True)
+
     async def _work(self) -> None:
         while not self._stopping:
             state = self.client.state
@@ -157,7 +171,7 @@ class Agent:
                 continue
             first = state.first_pending()
             if first is None:
-                await self.client.wait(head, self.poll)
+                await self._idle(head)
                 continue
             # Interrupts recorded from here on are for this execution, even
             # those that land before the claim does.

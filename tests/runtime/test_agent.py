@@ -222,3 +222,25 @@ async def test_a_session_ended_by_an_admin_is_replaced_and_its_host_closed(nb: N
     x = await nb.run("'on a new session'", timeout=120)
     assert nb.row(x).status == "ok" and nb.row(x).session_id not in (None, sid)
     assert not host.alive
+
+
+async def test_stop_ends_an_idle_agent_without_waiting_for_its_poll(
+    tmp_path: Path,
+) -> None:
+    """An idle agent waits for the log with a poll (1 s by default); stop()
+    must end that wait, not leave a kernel's shutdown waiting for it. With an
+    hour-long poll, only the wake-up can end the run. Break this catches: stop()
+    that only sets a flag the idle wait does not see."""
+    store = Store.open(tmp_path / "nb.anode", create=True)
+    hub = LocalHub(store, poll_interval=3600)
+    agent = Agent(hub.client(Identity("runtime", "rt")), lambda: PyodideHost(tmp_path), poll=3600)
+    task = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(agent.ready(), 180)
+        await asyncio.sleep(0.2)  # in its idle wait
+        await agent.stop()
+        await asyncio.wait_for(task, 30)  # an hour without the wake-up
+        assert [rt.state for rt in store.state.t.runtimes.values()] == ["ended"]
+    finally:
+        task.cancel()
+        store.close()

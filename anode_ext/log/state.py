@@ -18,6 +18,8 @@ COMPLETED = "completed"
 CANCELLED = "cancelled"
 FAILED = "failed"
 FINAL_STATES = frozenset({COMPLETED, CANCELLED, FAILED})
+# anode_ext.kernel.KERNEL_NAME, which the log does not import (a test keeps them equal).
+ANODE_KERNEL = "anode-pyodide"
 HELD_STATES = frozenset({ASSIGNED, EXECUTING})
 
 
@@ -164,6 +166,12 @@ class State:
         spec = self.t.notebook.metadata.get("kernelspec")
         name = spec.get("name") if isinstance(spec, dict) else None
         return name if isinstance(name, str) else None
+
+    def on_anode(self) -> bool:
+        """Whether the notebook runs on Anode's kernel (or names none). One on
+        another kernel is JupyterLab's: its outputs come from that kernel through
+        the browser, and its file is saved by JupyterLab."""
+        return self.kernel_name() in (None, ANODE_KERNEL)
 
     def outputs_of(self, cell: CellRow) -> list[dict[str, Any]]:
         """The outputs a code cell shows now, as the tables hold them."""

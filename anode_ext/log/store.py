@@ -38,8 +38,6 @@ CHECKPOINT_EVERY = 2000
 DOCUMENT_SNAPSHOT_EVERY = 500
 # Rows kept in memory after their commit, for readers at the head.
 RECENT_ROWS = 512
-# anode_ext.kernel.KERNEL_NAME, which the log does not import (a test keeps them equal).
-ANODE_KERNEL = "anode-pyodide"
 _DOC_EVENTS = (ev.DocumentUpdated.name, ev.CellSourceEdited.name)
 
 
@@ -325,7 +323,7 @@ class Store:
                 self._doc_touched = True
                 # Outputs from a client: the file on disk (admin), or JupyterLab
                 # running a notebook on a kernel of its own (not Anode's runtimes).
-                outputs = rules.ADMIN in who.rights or _foreign_kernel(state)
+                outputs = rules.ADMIN in who.rights or not state.on_anode()
                 derived = _derive(doc, event, state, index, outputs)
                 doc_events += 1
                 if len(derived) == 1 and isinstance(derived[0], ev.CellSourceEdited):
@@ -541,13 +539,6 @@ def _derive(
         raise Refused(index, f"{event.name}: {err}", 403) from None
     except (ValueError, msgspec.ValidationError) as err:
         raise Refused(index, f"{event.name}: {err}") from None
-
-
-def _foreign_kernel(state: State) -> bool:
-    """A notebook whose kernelspec names a kernel other than Anode's: its outputs
-    come from that kernel through JupyterLab, not from a runtime of the log."""
-    name = state.kernel_name()
-    return name is not None and name != ANODE_KERNEL
 
 
 def _same_event(name: str, args: str, event: Event, raw: bytes) -> bool:

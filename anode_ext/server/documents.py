@@ -21,7 +21,6 @@ from typing import Any
 
 from jupyter_core.utils import ensure_async
 
-from ..kernel import KERNEL_NAME
 from ..log import catalogue as ev
 from ..log.document import NotebookDoc, encode_update
 from ..log.envelope import Envelope
@@ -143,8 +142,8 @@ class Documents:
         if self.contents is None:
             return
         path = self.path_of(room.id)
-        if path is None or not served(room):
-            return
+        if path is None or not room.store.state.on_anode():
+            return  # (a notebook of another kernel: JupyterLab saves it)
         loop = asyncio.get_event_loop()
         now = loop.time()
         first, _ = self._burst.get(path, (now, now))
@@ -235,7 +234,8 @@ class Documents:
             await asyncio.sleep(self.poll)
             for notebook_id, room in list(self.notebooks.rooms.items()):
                 path = self.path_of(notebook_id)
-                if path is None or path in self._timers or not served(room):
+                # A notebook of another kernel is JupyterLab's file: never read back.
+                if path is None or path in self._timers or not room.store.state.on_anode():
                     continue
                 try:
                     await self.read_back(path, room)
@@ -271,12 +271,6 @@ class Documents:
                 log.warning("%s changed on disk; the change was refused: %s", path, err.reason)
         self._written[path] = (_text(room.store.state), mtime)
         return seq
-
-
-def served(room: Room) -> bool:
-    """Whether the file is the log's: a notebook of another kernel stays
-    JupyterLab's own (saved by JupyterLab, never written or read back here)."""
-    return room.store.state.kernel_name() in (None, KERNEL_NAME)
 
 
 def disk_update(state: State, document: NotebookDoc, nb: Any) -> bytes:

@@ -77,8 +77,6 @@ class Subscriber:
             self.conn.close(1013, f"too far behind; reconnect and pull from {self.cursor}")
             return None
         count, message = self.room.page(self.cursor)
-        if not count and self._answered:
-            return None
         # The first answer to a pull goes out even when empty: its head tells
         # the client it is up to date.
         self._answered = True

@@ -233,8 +233,7 @@ export class NotebookBinding {
         const job = this.jobs.shift()!;
         if (job.kind === 'events') {
           try {
-            const seqs = await this.conn.push(job.events);
-            this.pushedSeq = Math.max(this.pushedSeq, ...seqs);
+            await this.send(job.events);
             job.done();
           } catch (err) {
             job.done(err as Error);
@@ -246,10 +245,9 @@ export class NotebookBinding {
         }
         const update = Y.mergeUpdates(this.outbox.splice(0));
         try {
-          const seqs = await this.conn.push([
+          await this.send([
             { name: 'v1.DocumentUpdated', args: { update: toBase64(update) } }
           ]);
-          this.pushedSeq = Math.max(this.pushedSeq, ...seqs);
         } catch (err) {
           if (err instanceof PushRefused) {
             this._refused.emit(err.message);
@@ -259,6 +257,12 @@ export class NotebookBinding {
     } finally {
       this.busy = false;
     }
+  }
+
+  /** One push on the wire, remembering the last seq this tab wrote. */
+  private async send(events: IPushEvent[]): Promise<void> {
+    const seqs = await this.conn!.push(events);
+    this.pushedSeq = Math.max(this.pushedSeq, ...seqs);
   }
 
   private conn: LogConnection | null = null;

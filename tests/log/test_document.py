@@ -345,8 +345,9 @@ def test_trust_is_never_shared_through_the_log(doc_store):
 def test_a_notebook_on_another_kernel_takes_outputs_from_the_browser(doc_store):
     """JupyterLab runs it on that kernel and writes the outputs into the document."""
     from anode_ext.kernel import KERNEL_NAME
+    from anode_ext.log.state import ANODE_KERNEL
 
-    assert store_mod.ANODE_KERNEL == KERNEL_NAME
+    assert ANODE_KERNEL == KERNEL_NAME
     doc_store.push([e("NotebookMetadataSet", key="kernelspec", value={"name": "python3"})], ALICE)
     a = Browser(doc_store)
 

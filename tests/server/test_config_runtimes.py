@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from .test_documents import until
 from .test_rest import create, event, push
 
 
@@ -21,21 +22,14 @@ def anode_config() -> dict[str, object]:
     return {"warm_runtimes": 1, "runtime_idle_timeout": 1.0, "runtime_lost_after": 4.0}
 
 
-async def until(check: Any, what: str, timeout: float = 120) -> Any:
-    for _ in range(int(timeout * 10)):
-        value = check()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def test_a_queued_cell_takes_the_warm_runtime_and_an_idle_one_stops(
     jp_fetch: Any, jp_serverapp: Any
 ) -> None:
     notebooks = jp_serverapp.web_app.settings["anode_notebooks"]
     pool = notebooks.runtimes.pool
-    warm = await until(lambda: pool[0] if pool and pool[0].info else None, "a warm runtime")
+    warm = await until(
+        lambda: pool[0] if pool and pool[0].info else None, "a warm runtime", timeout=120
+    )
     nb = await create(jp_fetch)
     x = uuid.uuid4().hex
     await push(jp_fetch, nb, event("ExecutionRequested", execution_id=x, cell_id=None, code="6*7"))
@@ -55,7 +49,7 @@ async def test_a_queued_cell_takes_the_warm_runtime_and_an_idle_one_stops(
     # the pool boots the next one.
     assert rt["info"]["boot_seconds"] == round(warm.info.boot_seconds, 3)
     assert notebooks.rooms[nb].agent.host is warm
-    await until(lambda: pool and pool[0] is not warm and pool[0].info, "the next warm runtime")
+    await until(lambda: pool and pool[0] is not warm and pool[0].info, "the next warm runtime", 120)
     # Idle past runtime_idle_timeout (1 s; the room looks every lost_after / 4):
     # the session ends and the host is gone.
     for _ in range(300):

@@ -14,17 +14,24 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from . import catalogue as ev
-from . import rules, tables
+from . import tables
 from .catalogue import Event
-from .document import NotebookDoc, decode_update, encode_update
+from .core import (
+    DOC_EVENTS,
+    ENC,
+    Item,
+    apply_document_rows,
+    check_known,
+    envelope_json,
+    plan,
+    unique_ids,
+)
+from .document import NotebookDoc, decode_update
 from .envelope import ARG_DECODERS, Envelope
 from .errors import Refused, StoreError
 from .materialize import Batch, fold
@@ -38,18 +45,7 @@ CHECKPOINT_EVERY = 2000
 DOCUMENT_SNAPSHOT_EVERY = 500
 # Rows kept in memory after their commit, for readers at the head.
 RECENT_ROWS = 512
-_DOC_EVENTS = (ev.DocumentUpdated.name, ev.CellSourceEdited.name)
-
-
-class _Update(msgspec.Struct):
-    """The `update` of a document event's args (DocumentUpdated or CellSourceEdited)."""
-
-    update: str
-
-
-_UPDATE = msgspec.json.Decoder(_Update)
 _SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
-_ENC = msgspec.json.Encoder()
 
 
 def _now_ms() -> int:
@@ -191,7 +187,7 @@ class Store:
         self, events: Sequence[tuple[str, Event]], who: Identity, *, now: int | None = None
     ) -> list[int]:
         """Append typed events (in-process clients: the agent, import)."""
-        return self._append([(i, e, _ENC.encode(e)) for i, e in events], who, now)
+        return self._append([(i, e, ENC.encode(e)) for i, e in events], who, now)
 
     def _has_document(self) -> bool:
         """A log gets its document when a client first asks for it (then its
@@ -220,18 +216,10 @@ class Store:
                 raise
         return seqs[0] if seqs else None
 
-    def _append(
-        self, batch: list[tuple[str, Event, bytes]], who: Identity, now: int | None
-    ) -> list[int]:
+    def _append(self, batch: list[Item], who: Identity, now: int | None) -> list[int]:
         if not self.writable:
             raise StoreError(f"{self.path}: opened read-only")
-        ids = [b[0] for b in batch]
-        if len(set(ids)) != len(ids):
-            first: dict[str, int] = {}
-            for index, event_id in enumerate(ids):
-                if event_id in first:
-                    raise Refused(index, f"id {event_id!r} appears twice in the batch")
-                first[event_id] = index
+        unique_ids(batch)
         with self._lock:
             db = self._db
             # Fast path: assume no id was seen before and let the UNIQUE index
@@ -259,7 +247,7 @@ class Store:
     def _append_locked(
         self,
         db: sqlite3.Connection,
-        batch: list[tuple[str, Event, bytes]],
+        batch: list[Item],
         who: Identity,
         now: int | None,
         careful: bool,
@@ -270,106 +258,44 @@ class Store:
         if batch and len(known) == len(batch):
             db.execute("ROLLBACK")
             return [known[b[0]] for b in batch]
-        state = self.state
         doc = self.document
-        b = Batch(state)
-        at = max(now if now is not None else _now_ms(), state.t.last_at)
-        seq = state.t.head
-        seqs: list[int] = []
-        rows = []
-        user, client_id = who.user, who.client_id
-        doc_events = 0
-        unprojected = False  # typed events since the document last said what the tables say
-
-        def add(event_id: str, event: Event, args: bytes, index: int) -> None:
-            nonlocal seq
-            seq += 1
-            env = Envelope(seq, event_id, event.name, event, client_id, user, at)
-            try:
-                fold(b, env)
-            except ValueError as err:
-                raise Refused(index, f"{event.name}: {err}") from None
-            rows.append((seq, event_id, event.name, args.decode(), client_id, user, at))
-
-        def project(index: int, everything: bool = False) -> bool:
-            """Write the tables' changes so far into the document, as one event."""
-            assert doc is not None
-            self._doc_touched = True
-            update = doc.project(state, None if everything else b.dirty)
-            if not update:
-                return False
-            projected = ev.DocumentUpdated(update=encode_update(update))
-            add(uuid.uuid4().hex, projected, _ENC.encode(projected), index)
-            return True
-
+        p = plan(
+            self.state,
+            doc,
+            batch,
+            who,
+            now if now is not None else _now_ms(),
+            known,
+            full=full,
+            touched=self._touch_document,
+        )
         try:
-            for index, (event_id, event, args) in enumerate(batch):
-                if event_id in known:
-                    seqs.append(known[event_id])
-                    continue
-                rules.check(state, event, who, index)
-                if not isinstance(event, ev.DocumentUpdated):
-                    add(event_id, event, args, index)
-                    seqs.append(seq)
-                    unprojected = True
-                    continue
-                if doc is None:
-                    raise Refused(index, f"{event.name}: this log keeps no document", 409)
-                if unprojected:
-                    # Earlier events of this push first: the update is read against
-                    # a document that says what the tables say.
-                    doc_events += project(index)
-                    unprojected = False
-                self._doc_touched = True
-                # Outputs from a client: the file on disk (admin), or JupyterLab
-                # running a notebook on a kernel of its own (not Anode's runtimes).
-                outputs = rules.ADMIN in who.rights or not state.on_anode()
-                derived = _derive(doc, event, state, index, outputs)
-                doc_events += 1
-                if len(derived) == 1 and isinstance(derived[0], ev.CellSourceEdited):
-                    # A keystroke: one event, carrying the client's update and its delta.
-                    edit = ev.CellSourceEdited(
-                        cell_id=derived[0].cell_id, update=event.update, delta=derived[0].delta
-                    )
-                    rules.check(state, edit, who, index, derived=True)
-                    add(event_id, edit, _ENC.encode(edit), index)
-                    seqs.append(seq)
-                    continue
-                add(event_id, event, args, index)
-                seqs.append(seq)
-                for k, typed in enumerate(derived):
-                    rules.check(state, typed, who, index, derived=True)
-                    add(f"{event_id}/{k}", typed, _ENC.encode(typed), index)
-            # A push of client updates only: the document says it all already,
-            # but for what the update left that the log does not keep.
-            again = unprojected or full or (doc is not None and doc.needs_projection)
-            if doc is not None and again and project(len(batch), full):
-                doc_events += 1
-                if full:
-                    seqs.append(seq)
-            dirty = b.commit()
-            if not rows and not (full and doc is not None and not self._has_document()):
+            dirty = p.commit()
+            if not p.rows and not (full and doc is not None and not self._has_document()):
                 db.execute("ROLLBACK")
                 self._doc_touched = False
-                return seqs
+                return p.seqs
             try:
                 db.executemany(
                     "INSERT INTO events (seq, id, name, args, client_id, user, at) "
                     "VALUES (?,?,?,?,?,?,?)",
-                    rows,
+                    p.rows,
                 )
             except sqlite3.IntegrityError:
                 raise _SeenBefore from None
-            tables.write(db, state, dirty)
-            if doc is not None and (doc_events or full):
-                self._snapshot_document(db, doc, seq, doc_events)
+            tables.write(db, self.state, dirty)
+            if doc is not None and (p.doc_events or full):
+                self._snapshot_document(db, doc, p.head, p.doc_events)
             db.execute("COMMIT")
-            self._recent.extend(rows)
+            self._recent.extend(p.rows)
             self._doc_touched = False
         except BaseException:
-            b.rollback()
+            p.rollback()
             raise
-        return seqs
+        return p.seqs
+
+    def _touch_document(self) -> None:
+        self._doc_touched = True
 
     def _snapshot_document(
         self, db: sqlite3.Connection, doc: NotebookDoc, seq: int, added: int
@@ -390,13 +316,11 @@ class Store:
             ).fetchone()
             after = row[0] if row else 0
             doc = NotebookDoc(row[1] if row else None)
-            count = 0
-            for (args,) in self._db.execute(
-                "SELECT args FROM events WHERE seq > ? AND name IN (?, ?) ORDER BY seq",
-                (after, *_DOC_EVENTS),
-            ):
-                doc.apply(decode_update(_UPDATE.decode(args).update))
-                count += 1
+            rows = self._db.execute(
+                "SELECT name, args FROM events WHERE seq > ? AND name IN (?, ?) ORDER BY seq",
+                (after, *DOC_EVENTS),
+            ).fetchall()
+            count = apply_document_rows(doc, rows)
         return doc, count
 
     def _reload_document(self) -> None:
@@ -417,26 +341,17 @@ class Store:
                 doc.apply(decode_update(env.args.update))
         return doc
 
-    def _known_ids(
-        self, db: sqlite3.Connection, batch: list[tuple[str, Event, bytes]]
-    ) -> dict[str, int]:
+    def _known_ids(self, db: sqlite3.Connection, batch: list[Item]) -> dict[str, int]:
         """Events pushed before (a retry): their seqs; the same id with other content is refused."""
         ids = [b[0] for b in batch]
-        known: dict[str, int] = {}
+        stored: list[tuple[str, int, str, str]] = []
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for event_id, seq, name, args in db.execute(
+            stored += db.execute(
                 f"SELECT id, seq, name, args FROM events WHERE id IN ({marks})", chunk
-            ):
-                known[event_id] = seq
-                index = ids.index(event_id)
-                _, event, raw = batch[index]
-                if not _same_event(name, args, event, raw):
-                    raise Refused(
-                        index, f"id {event_id!r} was used before (seq {seq}) for another event", 409
-                    )
-        return known
+            ).fetchall()
+        return check_known(batch, stored)
 
     def refresh(self) -> None:
         """Pick up what other processes appended (reads are otherwise as of the last push)."""
@@ -461,7 +376,7 @@ class Store:
 
     def events_json(self, after: int = 0, limit: int | None = None) -> list[bytes]:
         """Envelopes as wire JSON, in seq order."""
-        return [_envelope_json(r) for r in self._rows(after, limit)]
+        return [envelope_json(r) for r in self._rows(after, limit)]
 
     def _rows(self, after: int, limit: int | None) -> list[tuple[Any, ...]]:
         recent = self._recent
@@ -529,51 +444,8 @@ class Store:
         return state
 
 
-def _derive(
-    doc: NotebookDoc, event: ev.DocumentUpdated, state: State, index: int, outputs: bool
-) -> list[Event]:
-    """A client's update applied to the document: the typed events it means, or Refused."""
-    try:
-        return doc.derive(decode_update(event.update), state, outputs=outputs)
-    except PermissionError as err:
-        raise Refused(index, f"{event.name}: {err}", 403) from None
-    except (ValueError, msgspec.ValidationError) as err:
-        raise Refused(index, f"{event.name}: {err}") from None
-
-
-def _same_event(name: str, args: str, event: Event, raw: bytes) -> bool:
-    """Whether a stored event is the one pushed again (a keystroke is stored as
-    the `CellSourceEdited` its `DocumentUpdated` became)."""
-    if name == ev.CellSourceEdited.name and isinstance(event, ev.DocumentUpdated):
-        return bool(_UPDATE.decode(args).update == event.update)
-    return bool(name == event.name and msgspec.json.decode(args) == msgspec.json.decode(raw))
-
-
 class _SeenBefore(Exception):
     """An id of the batch is already in the log: retry with the lookup."""
-
-
-def _envelope_json(row: tuple[Any, ...]) -> bytes:
-    seq, event_id, name, args, client_id, user, at = row
-    return b"".join(
-        (
-            b'{"seq":',
-            str(seq).encode(),
-            b',"id":',
-            _ENC.encode(event_id),
-            b',"name":',
-            _ENC.encode(name),
-            b',"args":',
-            args.encode(),
-            b',"client_id":',
-            _ENC.encode(client_id),
-            b',"user":',
-            _ENC.encode(user),
-            b',"at":',
-            str(at).encode(),
-            b"}",
-        )
-    )
 
 
 __all__ = ["Identity", "Refused", "Store", "StoreError"]

@@ -1,0 +1,449 @@
+"""A notebook's log in PostgreSQL, shared by several server replicas.
+
+The database orders each log: an append locks the notebook's head row
+(`SELECT … FOR UPDATE`), so seqs are gap-free and in commit order, and the
+unique (notebook, id) index makes a retried push return its first seqs.
+Every replica folds the same rows through the same core as the SQLite store.
+
+The state a reader sees in memory is always a committed one: a push is
+checked and folded (`core.plan`), undone, written, and folded again once the
+commit has succeeded. The document is the exception: a browser's update is
+applied to it while the push is written, and reloaded if the write fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .catalogue import Event
+from .core import (
+    DOC_EVENTS,
+    ENC,
+    Item,
+    Row,
+    apply_document_rows,
+    check_known,
+    envelope_json,
+    plan,
+    unique_ids,
+)
+from .document import NotebookDoc
+from .envelope import ARG_DECODERS, Envelope
+from .errors import Refused, StoreError
+from .materialize import Batch, fold
+from .rules import Identity
+from .state import State
+from .validate import Limits, convert_batch, decode_batch
+
+try:  # the `postgres` extra
+    import psycopg
+    from psycopg import errors as pg_errors
+except ImportError:  # pragma: no cover - only without the extra
+    psycopg = None  # type: ignore[assignment]
+
+CHECKPOINT_EVERY = 2000
+DOCUMENT_SNAPSHOT_EVERY = 500
+RECENT_ROWS = 4096
+CHANNEL = "anode_log"  # NOTIFY payload: "<notebook id> <head>"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS anode_notebooks (
+    id text PRIMARY KEY,
+    head bigint NOT NULL DEFAULT 0,
+    title text NOT NULL DEFAULT '',
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS anode_events (
+    notebook text NOT NULL REFERENCES anode_notebooks (id),
+    seq bigint NOT NULL,
+    id text NOT NULL,
+    name text NOT NULL,
+    args text NOT NULL,
+    client_id text NOT NULL,
+    "user" text NOT NULL,
+    at bigint NOT NULL,
+    PRIMARY KEY (notebook, seq),
+    UNIQUE (notebook, id)
+);
+CREATE TABLE IF NOT EXISTS anode_checkpoints (
+    notebook text NOT NULL REFERENCES anode_notebooks (id),
+    seq bigint NOT NULL,
+    state bytea NOT NULL,
+    PRIMARY KEY (notebook, seq)
+);
+CREATE TABLE IF NOT EXISTS anode_doc_snapshots (
+    notebook text PRIMARY KEY REFERENCES anode_notebooks (id),
+    seq bigint NOT NULL,
+    state bytea NOT NULL
+);
+CREATE TABLE IF NOT EXISTS anode_paths (
+    path text PRIMARY KEY,
+    notebook text NOT NULL REFERENCES anode_notebooks (id)
+);
+"""
+_SCHEMA_LOCK = 0x414E4F44  # "ANOD": two replicas creating the schema at once take turns
+_COLUMNS = 'seq, id, name, args, client_id, "user", at'
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def connect(url: str) -> psycopg.AsyncConnection[Any]:
+    """A connection in autocommit mode (transactions are explicit), with the schema made."""
+    if psycopg is None:
+        raise StoreError("PostgreSQL needs psycopg: pip install 'anode_ext[postgres]'")
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    except psycopg.Error as err:
+        raise StoreError(f"cannot connect to PostgreSQL: {err}") from None
+    return conn
+
+
+async def create_schema(conn: psycopg.AsyncConnection[Any]) -> None:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        await conn.execute(SCHEMA)
+
+
+class _SeenBefore(Exception):
+    """An id of the batch is already in the log: retry with the lookup."""
+
+
+class PgStore:
+    """One notebook's log and folded state, kept in PostgreSQL."""
+
+    def __init__(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        notebook_id: str,
+        limits: Limits,
+        document: bool,
+    ) -> None:
+        self._conn = conn
+        self.id = notebook_id
+        self.path = f"postgresql:{notebook_id}"
+        self.limits = limits
+        self.writable = True
+        self.keeps_document = document
+        self.state = State()
+        self.document: NotebookDoc | None = None
+        self._doc_since_snapshot = 0
+        self._doc_touched = False
+        self._has_snapshot = False
+        self._lock = asyncio.Lock()  # one append or catch-up at a time in this process
+        self._recent: collections.deque[Row] = collections.deque(maxlen=RECENT_ROWS)
+
+    # -- opening -----------------------------------------------------------
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        notebook_id: str,
+        *,
+        create: bool = False,
+        limits: Limits | None = None,
+        document: bool = False,
+    ) -> PgStore:
+        """Open a notebook's log (with `create`, make it); StoreError when there is none."""
+        conn = await connect(url)
+        try:
+            await create_schema(conn)
+            if create:
+                await conn.execute(
+                    "INSERT INTO anode_notebooks (id) VALUES (%s) ON CONFLICT DO NOTHING",
+                    (notebook_id,),
+                )
+            store = cls(conn, notebook_id, limits or Limits(), document)
+            await store._load()
+        except BaseException:
+            await conn.close()
+            raise
+        return store
+
+    async def _load(self) -> None:
+        """The state from the latest checkpoint and the events after it."""
+        cur = await self._conn.execute("SELECT head FROM anode_notebooks WHERE id = %s", (self.id,))
+        if await cur.fetchone() is None:
+            raise StoreError(f"{self.path}: no such notebook")
+        cur = await self._conn.execute(
+            "SELECT state FROM anode_checkpoints WHERE notebook = %s ORDER BY seq DESC LIMIT 1",
+            (self.id,),
+        )
+        row = await cur.fetchone()
+        self.state = State.decode(row[0]) if row else State()
+        self._fold(await self._fetch(self.state.t.head, None))
+        if self.keeps_document:
+            await self._load_document()
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    @property
+    def head(self) -> int:
+        return self.state.t.head
+
+    # -- catching up ---------------------------------------------------------
+    async def _fetch(self, after: int, upto: int | None, limit: int | None = None) -> list[Row]:
+        sql = f"SELECT {_COLUMNS} FROM anode_events WHERE notebook = %s AND seq > %s"
+        params: list[Any] = [self.id, after]
+        if upto is not None:
+            sql += " AND seq <= %s"
+            params.append(upto)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT %s"
+            params.append(limit)
+        cur = await self._conn.execute(sql, params)
+        return list(await cur.fetchall())
+
+    def _fold(self, rows: list[Row]) -> None:
+        """Committed rows (ours after their commit, or another replica's) into the
+        state, the document and the recent rows."""
+        if not rows:
+            return
+        envelopes = [
+            Envelope(seq, i, name, ARG_DECODERS[name].decode(args), client_id, user, at)
+            for seq, i, name, args, client_id, user, at in rows
+        ]
+        self._fold_envelopes(envelopes)
+        self._recent.extend(rows)
+        if self.document is not None:
+            self._doc_since_snapshot += apply_document_rows(
+                self.document, [(r[2], r[3]) for r in rows]
+            )
+
+    def _fold_envelopes(self, envelopes: list[Envelope]) -> None:
+        batch = Batch(self.state, undo=False)
+        for env in envelopes:
+            fold(batch, env)
+        batch.commit()
+
+    async def refresh(self) -> bool:
+        """Fold what other replicas appended; whether the head moved."""
+        async with self._lock:
+            rows = await self._fetch(self.head, None)
+            self._fold(rows)
+        return bool(rows)
+
+    # -- the document ----------------------------------------------------------
+    async def _load_document(self) -> None:
+        cur = await self._conn.execute(
+            "SELECT seq, state FROM anode_doc_snapshots WHERE notebook = %s", (self.id,)
+        )
+        row = await cur.fetchone()
+        self._has_snapshot = row is not None
+        if row is None:
+            self.document = None
+            return
+        doc = NotebookDoc(row[1])
+        cur = await self._conn.execute(
+            "SELECT name, args FROM anode_events WHERE notebook = %s AND seq > %s "
+            "AND seq <= %s AND name = ANY(%s) ORDER BY seq",
+            (self.id, row[0], self.head, list(DOC_EVENTS)),
+        )
+        self._doc_since_snapshot = apply_document_rows(doc, list(await cur.fetchall()))
+        self.document = doc
+
+    async def sync_document(self, who: Identity) -> int | None:
+        """As `Store.sync_document`: the tables written into the document."""
+        if not self.keeps_document:
+            raise StoreError(f"{self.path}: opened without its document")
+        if self.document is None:
+            self.document = NotebookDoc()
+            self._doc_since_snapshot = DOCUMENT_SNAPSHOT_EVERY  # the first one now
+        seqs = await self._append([], who, None, full=True)
+        return seqs[0] if seqs else None
+
+    # -- appending -----------------------------------------------------------
+    async def push_json(self, raw: bytes, who: Identity, *, now: int | None = None) -> list[int]:
+        return await self._append(decode_batch(raw, self.limits), who, now)
+
+    async def push(
+        self, items: Sequence[dict[str, Any]], who: Identity, *, now: int | None = None
+    ) -> list[int]:
+        return await self._append(convert_batch(list(items), self.limits), who, now)
+
+    async def append(
+        self, events: Sequence[tuple[str, Event]], who: Identity, *, now: int | None = None
+    ) -> list[int]:
+        return await self._append([(i, e, ENC.encode(e)) for i, e in events], who, now)
+
+    async def _append(
+        self, batch: list[Item], who: Identity, now: int | None, *, full: bool = False
+    ) -> list[int]:
+        unique_ids(batch)
+        async with self._lock:
+            # As the SQLite store: the fast path lets the unique index find a
+            # retry; then the careful path looks the ids up first.
+            for careful in (False, True):
+                try:
+                    return await self._append_locked(batch, who, now, careful, full)
+                except (_SeenBefore, Refused) as err:
+                    await self._undo_document()
+                    if careful:
+                        raise
+                    last: BaseException = err
+                except BaseException:
+                    await self._undo_document()
+                    raise
+            raise last  # pragma: no cover - the careful pass returns or raises
+
+    async def _append_locked(
+        self, batch: list[Item], who: Identity, now: int | None, careful: bool, full: bool
+    ) -> list[int]:
+        conn = self._conn
+        async with conn.transaction():
+            cur = await conn.execute(
+                "SELECT head FROM anode_notebooks WHERE id = %s FOR UPDATE", (self.id,)
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise StoreError(f"{self.path}: no such notebook")
+            if row[0] != self.head:
+                self._fold(await self._fetch(self.head, row[0]))
+            known = await self._known_ids(batch) if careful else {}
+            if batch and len(known) == len(batch):
+                return [known[b[0]] for b in batch]
+            doc = self.document
+            p = plan(
+                self.state,
+                doc,
+                batch,
+                who,
+                now if now is not None else _now_ms(),
+                known,
+                full=full,
+                touched=self._touch_document,
+            )
+            # Readers in this process see the state as committed until the commit.
+            p.rollback()
+            first_snapshot = full and doc is not None and not self._has_snapshot
+            if not p.rows and not first_snapshot:
+                self._doc_touched = False
+                return p.seqs
+            head = p.head
+            if p.rows:
+                try:
+                    async with conn.cursor() as c:
+                        await c.executemany(
+                            f"INSERT INTO anode_events (notebook, {_COLUMNS}) "
+                            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                            [(self.id, *r) for r in p.rows],
+                        )
+                except pg_errors.UniqueViolation:
+                    raise _SeenBefore from None
+                await conn.execute(
+                    "UPDATE anode_notebooks SET head = %s WHERE id = %s", (head, self.id)
+                )
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.id} {head}"))
+            snapshot = None
+            if doc is not None and (p.doc_events or full):
+                since = self._doc_since_snapshot + p.doc_events
+                if since >= DOCUMENT_SNAPSHOT_EVERY or not p.doc_events:
+                    snapshot = doc.encode()
+                    await conn.execute(
+                        "INSERT INTO anode_doc_snapshots (notebook, seq, state) "
+                        "VALUES (%s, %s, %s) ON CONFLICT (notebook) DO UPDATE "
+                        "SET seq = excluded.seq, state = excluded.state",
+                        (self.id, head, snapshot),
+                    )
+        # Committed: now the state, the recent rows and the counters move.
+        before = self.head
+        self._fold_envelopes(p.envelopes)
+        self._recent.extend(p.rows)
+        self._doc_touched = False
+        if doc is not None:
+            self._doc_since_snapshot = 0 if snapshot else self._doc_since_snapshot + p.doc_events
+            self._has_snapshot = self._has_snapshot or snapshot is not None
+        if before // CHECKPOINT_EVERY != self.head // CHECKPOINT_EVERY:
+            await self._checkpoint()
+        return p.seqs
+
+    def _touch_document(self) -> None:
+        self._doc_touched = True
+
+    async def _undo_document(self) -> None:
+        """After a refusal or a failed write: the document as the log has it."""
+        if self._doc_touched:
+            self._doc_touched = False
+            await self._load_document()
+
+    async def _checkpoint(self) -> None:
+        """The folded state at the head, so a replica opens from it plus the tail."""
+        await self._conn.execute(
+            "INSERT INTO anode_checkpoints (notebook, seq, state) VALUES (%s, %s, %s) "
+            "ON CONFLICT DO NOTHING",
+            (self.id, self.head, self.state.encode()),
+        )
+
+    async def _known_ids(self, batch: list[Item]) -> dict[str, int]:
+        cur = await self._conn.execute(
+            "SELECT id, seq, name, args FROM anode_events WHERE notebook = %s AND id = ANY(%s)",
+            (self.id, [b[0] for b in batch]),
+        )
+        return check_known(batch, list(await cur.fetchall()))
+
+    # -- reading ---------------------------------------------------------------
+    def cached_json(self, after: int, limit: int | None = None) -> list[bytes] | None:
+        """The envelopes after `after` from memory, or None when they must be read."""
+        recent = self._recent
+        if after >= self.head:
+            return []
+        if not recent or recent[0][0] > after + 1 or recent[-1][0] != self.head:
+            return None
+        start = after + 1 - recent[0][0]
+        end = len(recent) if limit is None else min(len(recent), start + limit)
+        return [envelope_json(recent[i]) for i in range(start, end)]
+
+    async def events_json(self, after: int = 0, limit: int | None = None) -> list[bytes]:
+        cached = self.cached_json(after, limit)
+        if cached is not None:
+            return cached
+        return [envelope_json(r) for r in await self._fetch(after, self.head, limit)]
+
+    async def events(self, after: int = 0, limit: int | None = None) -> list[Envelope]:
+        return [
+            Envelope(seq, i, name, ARG_DECODERS[name].decode(args), client_id, user, at)
+            for seq, i, name, args, client_id, user, at in await self._fetch(
+                after, self.head, limit
+            )
+        ]
+
+    async def state_at(self, seq: int) -> State:
+        """The state right after event `seq`: nearest checkpoint, then replay."""
+        if seq < 0:
+            raise ValueError("seq must be >= 0")
+        if seq >= self.head:
+            return self.state.copy()
+        cur = await self._conn.execute(
+            "SELECT state FROM anode_checkpoints WHERE notebook = %s AND seq <= %s "
+            "ORDER BY seq DESC LIMIT 1",
+            (self.id, seq),
+        )
+        row = await cur.fetchone()
+        state = State.decode(row[0]) if row else State()
+        batch = Batch(state, undo=False)
+        for env in await self.events(state.t.head, seq - state.t.head):
+            fold(batch, env)
+        batch.commit()
+        return state
+
+    async def replay_document(self) -> NotebookDoc:
+        """The document from every update in the log, ignoring snapshots."""
+        doc = NotebookDoc()
+        apply_document_rows(doc, [(r[2], r[3]) for r in await self._fetch(0, self.head)])
+        return doc
+
+    async def replay(self) -> State:
+        """The state folded from zero, ignoring every checkpoint."""
+        state = State()
+        batch = Batch(state, undo=False)
+        for env in await self.events():
+            fold(batch, env)
+        batch.commit()
+        return state

@@ -35,14 +35,7 @@ def serve(folder: Path, port: int) -> int:
     import subprocess
     import sys
 
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        KernelSpecManager().get_kernel_spec("anode-pyodide")
-    except NoSuchKernel:  # an editable install does not place the spec
-        from .kernel.install import install
-
-        install(prefix=sys.prefix)
+    ensure_kernelspec()
     write_demo_notebook(folder)
     cmd = [
         sys.executable,
@@ -61,6 +54,20 @@ def serve(folder: Path, port: int) -> int:
         return subprocess.call(cmd)
     except KeyboardInterrupt:
         return 0
+
+
+def ensure_kernelspec() -> None:
+    """anode-pyodide where JupyterLab finds it: an editable install does not place the spec."""
+    import sys
+
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec("anode-pyodide")
+    except NoSuchKernel:
+        from .kernel.install import install
+
+        install(prefix=sys.prefix)
 
 
 def write_demo_notebook(folder: str | Path) -> Path:

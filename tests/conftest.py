@@ -31,3 +31,19 @@ def jp_server_config(tmp_path, anode_config):  # type: ignore[no-untyped-def]
         "ServerApp": {"jpserver_extensions": {"anode_ext": True}},
         "AnodeApp": {"warm_runtimes": 0, "store_dir": str(tmp_path / "stores"), **anode_config},
     }
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database for the session: `$ANODE_TEST_DATABASE_URL`, or a
+    throwaway cluster (Debian's postgresql-15, installed by `make test`)."""
+    import os
+
+    url = os.environ.get("ANODE_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    from anode_ext.pgserver import ThrowawayPostgres
+
+    with ThrowawayPostgres() as pg:
+        yield pg.url

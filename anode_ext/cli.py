@@ -202,6 +202,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo_main(args)
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from .cluster import main as cluster_main
+
+    return cluster_main(args)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)
@@ -256,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-server", action="store_true", help="only import, print and export")
     s.add_argument("--port", type=int, default=8888, help="JupyterLab's port")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("cluster", help="what `make cluster` runs: replicas behind HAProxy")
+    s.add_argument("--replicas", type=int, default=2, help="how many JupyterLab servers")
+    s.add_argument("--port", type=int, default=0, help="HAProxy's port (default: a free one)")
+    s.set_defaults(func=cmd_cluster)
     return p
 
 

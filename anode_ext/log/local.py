@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .catalogue import Event
+from .document import NotebookDoc
 from .envelope import Envelope
 from .rules import Identity
 from .state import State
@@ -42,15 +43,26 @@ class LogClient(Protocol):
         ...
 
 
-class LocalHub:
+class LogStore(Protocol):
+    """What the readers of a hub's store use without waiting (both stores have it)."""
+
+    path: str
+    state: State
+    document: NotebookDoc | None
+    keeps_document: bool
+
+    @property
+    def head(self) -> int: ...
+
+
+class Hub:
     """One store shared by several in-process identities, with change wake-ups.
+    The store's own I/O (appending, reading the past, catching up with other
+    writers) goes through the hub, which knows whether it must wait for it."""
 
-    Writers in other processes are noticed by polling (`poll_interval`): SQLite
-    has no cross-process notification.
-    """
+    store: LogStore
 
-    def __init__(self, store: Store, *, poll_interval: float = 0.5) -> None:
-        self.store = store
+    def __init__(self, *, poll_interval: float = 0.5) -> None:
         self.poll_interval = poll_interval
         self._waiters: set[asyncio.Future[None]] = set()
 
@@ -58,24 +70,11 @@ class LocalHub:
         return LocalLog(self, identity)
 
     def wake(self) -> None:
-        """Wake every waiter (after a push, or when someone knows the file moved)."""
+        """Wake every waiter (after a push, or when someone knows the log moved)."""
         waiters, self._waiters = self._waiters, set()
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
-
-    def push_json(self, raw: bytes, who: Identity) -> list[int]:
-        """Append a wire batch (`[{id, name, args}]`) for `who`; raises `Refused`."""
-        try:
-            return self.store.push_json(raw, who)
-        finally:
-            self.wake()
-
-    async def _push(self, events: Sequence[tuple[str, Event]], who: Identity) -> list[int]:
-        try:
-            return self.store.append(events, who)
-        finally:
-            self.wake()
 
     async def wait(self, head: int, timeout: float | None = None) -> bool:
         """Until the head passes `head`; False on timeout."""
@@ -94,14 +93,95 @@ class LocalHub:
             finally:
                 self._waiters.discard(fut)
             if not done:
-                self.store.refresh()
+                await self.refresh()
         return True
+
+    async def push_json(self, raw: bytes, who: Identity) -> list[int]:
+        """Append a wire batch (`[{id, name, args}]`) for `who`; raises `Refused`."""
+        raise NotImplementedError
+
+    async def append(self, events: Sequence[tuple[str, Event]], who: Identity) -> list[int]:
+        raise NotImplementedError
+
+    async def refresh(self) -> None:
+        """Fold what other processes appended."""
+        raise NotImplementedError
+
+    def cached_json(self, after: int, limit: int | None = None) -> list[bytes] | None:
+        """Envelopes after `after` if they can be had without waiting, else None."""
+        raise NotImplementedError
+
+    def cached_events(self, after: int) -> list[Envelope]:
+        raise NotImplementedError
+
+    async def events_json(self, after: int = 0, limit: int | None = None) -> list[bytes]:
+        raise NotImplementedError
+
+    async def state_at(self, seq: int) -> State:
+        raise NotImplementedError
+
+    async def sync_document(self, who: Identity) -> int | None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    # Several servers may serve one log: one of them leads it (runs its
+    # runtimes, writes its file). Alone, a hub always leads.
+    @property
+    def leading(self) -> bool:
+        return True
+
+    async def lead(self) -> bool:
+        return True
+
+
+class LocalHub(Hub):
+    """A hub over an embedded SQLite store. Writers in other processes are
+    noticed by polling (`poll_interval`): SQLite has no cross-process notification."""
+
+    def __init__(self, store: Store, *, poll_interval: float = 0.5) -> None:
+        super().__init__(poll_interval=poll_interval)
+        self.store: Store = store
+
+    async def push_json(self, raw: bytes, who: Identity) -> list[int]:
+        try:
+            return self.store.push_json(raw, who)
+        finally:
+            self.wake()
+
+    async def append(self, events: Sequence[tuple[str, Event]], who: Identity) -> list[int]:
+        try:
+            return self.store.append(events, who)
+        finally:
+            self.wake()
+
+    async def refresh(self) -> None:
+        self.store.refresh()
+
+    def cached_json(self, after: int, limit: int | None = None) -> list[bytes] | None:
+        return self.store.events_json(after, limit)
+
+    def cached_events(self, after: int) -> list[Envelope]:
+        return self.store.events(after)
+
+    async def events_json(self, after: int = 0, limit: int | None = None) -> list[bytes]:
+        return self.store.events_json(after, limit)
+
+    async def state_at(self, seq: int) -> State:
+        return self.store.state_at(seq)
+
+    async def sync_document(self, who: Identity) -> int | None:
+        return self.store.sync_document(who)
+
+    async def close(self) -> None:
+        self.store.close()
 
 
 class LocalLog:
     """A `LogClient` for one identity over a `LocalHub`."""
 
-    def __init__(self, hub: LocalHub, identity: Identity) -> None:
+    def __init__(self, hub: Hub, identity: Identity) -> None:
         self.hub = hub
         self.identity = identity
 
@@ -110,10 +190,10 @@ class LocalLog:
         return self.hub.store.state
 
     async def push(self, events: Sequence[tuple[str, Event]]) -> list[int]:
-        return await self.hub._push(events, self.identity)
+        return await self.hub.append(events, self.identity)
 
     async def wait(self, head: int, timeout: float | None = None) -> bool:
         return await self.hub.wait(head, timeout)
 
     def events(self, after: int) -> list[Envelope]:
-        return list(self.hub.store.events(after))
+        return self.hub.cached_events(after)

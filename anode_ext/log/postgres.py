@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +35,7 @@ from .core import (
 from .document import NotebookDoc
 from .envelope import ARG_DECODERS, Envelope
 from .errors import Refused, StoreError
+from .local import Hub
 from .materialize import Batch, fold
 from .rules import Identity
 from .state import State
@@ -136,6 +138,7 @@ class PgStore:
         self._doc_touched = False
         self._has_snapshot = False
         self._lock = asyncio.Lock()  # one append or catch-up at a time in this process
+        self._leading = False
         self._recent: collections.deque[Row] = collections.deque(maxlen=RECENT_ROWS)
 
     # -- opening -----------------------------------------------------------
@@ -182,6 +185,24 @@ class PgStore:
 
     async def close(self) -> None:
         await self._conn.close()
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process holds the notebook's lead (see `lead`)."""
+        return self._leading and not self._conn.closed
+
+    async def lead(self) -> bool:
+        """Try to become the one process that runs this notebook's runtimes and
+        writes its file: a session advisory lock, freed when this connection
+        ends (the process died, or its connection was cut)."""
+        if not self.leading:
+            async with self._lock:
+                cur = await self._conn.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", ("anode:" + self.id,)
+                )
+                row = await cur.fetchone()
+                self._leading = bool(row and row[0])
+        return self._leading
 
     @property
     def head(self) -> int:
@@ -320,6 +341,7 @@ class PgStore:
                 full=full,
                 touched=self._touch_document,
             )
+            title = self.state.t.notebook.title
             # Readers in this process see the state as committed until the commit.
             p.rollback()
             first_snapshot = full and doc is not None and not self._has_snapshot
@@ -338,7 +360,8 @@ class PgStore:
                 except pg_errors.UniqueViolation:
                     raise _SeenBefore from None
                 await conn.execute(
-                    "UPDATE anode_notebooks SET head = %s WHERE id = %s", (head, self.id)
+                    "UPDATE anode_notebooks SET head = %s, title = %s WHERE id = %s",
+                    (head, title, self.id),
                 )
                 await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.id} {head}"))
             snapshot = None
@@ -389,8 +412,8 @@ class PgStore:
         return check_known(batch, list(await cur.fetchall()))
 
     # -- reading ---------------------------------------------------------------
-    def cached_json(self, after: int, limit: int | None = None) -> list[bytes] | None:
-        """The envelopes after `after` from memory, or None when they must be read."""
+    def cached_rows(self, after: int, limit: int | None = None) -> list[Row] | None:
+        """The rows after `after` from memory, or None when they must be read."""
         recent = self._recent
         if after >= self.head:
             return []
@@ -398,7 +421,11 @@ class PgStore:
             return None
         start = after + 1 - recent[0][0]
         end = len(recent) if limit is None else min(len(recent), start + limit)
-        return [envelope_json(recent[i]) for i in range(start, end)]
+        return list(itertools.islice(recent, start, end))
+
+    def cached_json(self, after: int, limit: int | None = None) -> list[bytes] | None:
+        rows = self.cached_rows(after, limit)
+        return None if rows is None else [envelope_json(r) for r in rows]
 
     async def events_json(self, after: int = 0, limit: int | None = None) -> list[bytes]:
         cached = self.cached_json(after, limit)
@@ -447,3 +474,69 @@ class PgStore:
             fold(batch, env)
         batch.commit()
         return state
+
+
+class PgHub(Hub):
+    """A hub over a PostgreSQL store: appends and reads wait for the database;
+    another replica's appends arrive by `notify` (LISTEN) or the poll."""
+
+    def __init__(self, store: PgStore, *, poll_interval: float = 5.0) -> None:
+        super().__init__(poll_interval=poll_interval)
+        self.store: PgStore = store
+
+    async def push_json(self, raw: bytes, who: Identity) -> list[int]:
+        try:
+            return await self.store.push_json(raw, who)
+        finally:
+            self.wake()
+
+    async def append(self, events: Sequence[tuple[str, Event]], who: Identity) -> list[int]:
+        try:
+            return await self.store.append(events, who)
+        finally:
+            self.wake()
+
+    async def refresh(self) -> None:
+        if await self.store.refresh():
+            self.wake()
+
+    def notify(self, head: int) -> None:
+        """Another replica committed up to `head`: read it (once) and wake the waiters."""
+        if head > self.store.head and (self._catching is None or self._catching.done()):
+            self._catching = asyncio.ensure_future(self.refresh())
+
+    _catching: asyncio.Future[None] | None = None
+
+    def cached_json(self, after: int, limit: int | None = None) -> list[bytes] | None:
+        return self.store.cached_json(after, limit)
+
+    def cached_events(self, after: int) -> list[Envelope]:
+        rows = self.store.cached_rows(after)
+        if rows is None:
+            raise StoreError(f"{self.store.path}: events after {after} are not in memory")
+        return [
+            Envelope(seq, i, name, ARG_DECODERS[name].decode(args), client_id, user, at)
+            for seq, i, name, args, client_id, user, at in rows
+        ]
+
+    async def events_json(self, after: int = 0, limit: int | None = None) -> list[bytes]:
+        return await self.store.events_json(after, limit)
+
+    async def state_at(self, seq: int) -> State:
+        return await self.store.state_at(seq)
+
+    async def sync_document(self, who: Identity) -> int | None:
+        try:
+            return await self.store.sync_document(who)
+        finally:
+            self.wake()
+
+    @property
+    def leading(self) -> bool:
+        return self.store.leading
+
+    async def lead(self) -> bool:
+        return await self.store.lead()
+
+    async def close(self) -> None:
+        await self.store.close()

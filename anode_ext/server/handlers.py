@@ -48,9 +48,9 @@ class _Base(ExtensionHandlerMixin):
         nbs: Notebooks = self.settings["anode_notebooks"]
         return nbs
 
-    def room_or_404(self, notebook_id: str) -> Room:
+    async def room_or_404(self, notebook_id: str) -> Room:
         try:
-            return self.notebooks.room(notebook_id)
+            return await self.notebooks.room(notebook_id)
         except KeyError:
             raise web.HTTPError(404, f"no notebook {notebook_id!r}") from None
 
@@ -80,18 +80,18 @@ def _int_arg(handler: APIHandler, name: str, default: int | None) -> int | None:
 
 
 class _StateHandler(_Base, APIHandler):
-    def state_at_arg(self, notebook_id: str) -> State:
+    async def state_at_arg(self, notebook_id: str) -> State:
         """The notebook's state now, or as of `?at=SEQ`."""
-        store = self.room_or_404(notebook_id).store
+        room = await self.room_or_404(notebook_id)
         at = _int_arg(self, "at", None)
-        return store.state if at is None else store.state_at(at)
+        return room.store.state if at is None else await room.hub.state_at(at)
 
 
 class NotebooksHandler(_Base, APIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.finish({"notebooks": self.notebooks.list()})
+        self.finish({"notebooks": await self.notebooks.list()})
 
     @web.authenticated
     @authorized
@@ -110,7 +110,7 @@ class NotebooksHandler(_Base, APIHandler):
                 events = [ev.NotebookInitialized(title=str(body.get("title", "")))]
         except NotebookFormatError as err:
             raise web.HTTPError(400, str(err)) from None
-        room = self.notebooks.create()
+        room = await self.notebooks.create()
         who = await self.identity()
         await room.hub.client(who).push([(uuid.uuid4().hex, e) for e in events])
         self.set_status(201)
@@ -121,14 +121,14 @@ class NotebookHandler(_StateHandler):
     @web.authenticated
     @authorized
     async def get(self, notebook_id: str) -> None:
-        self.finish(state_json(self.state_at_arg(notebook_id), notebook_id))
+        self.finish(state_json(await self.state_at_arg(notebook_id), notebook_id))
 
 
 class ExportHandler(_StateHandler):
     @web.authenticated
     @authorized
     async def get(self, notebook_id: str) -> None:
-        state = self.state_at_arg(notebook_id)
+        state = await self.state_at_arg(notebook_id)
         self.set_header("Content-Type", "application/x-ipynb+json")
         self.finish(json.dumps(export_notebook(state)))
 
@@ -137,10 +137,10 @@ class EventsHandler(_Base, APIHandler):
     @web.authenticated
     @authorized
     async def get(self, notebook_id: str) -> None:
-        room = self.room_or_404(notebook_id)
+        room = await self.room_or_404(notebook_id)
         after = _int_arg(self, "after", 0) or 0
         limit = _int_arg(self, "limit", None)
-        raws = room.store.events_json(after, limit)
+        raws = await room.hub.events_json(after, limit)
         self.set_header("Content-Type", "application/json")
         head = str(room.store.head).encode()
         self.finish(b'{"events":[' + b",".join(raws) + b'],"head":' + head + b"}")
@@ -151,14 +151,14 @@ class EventsHandler(_Base, APIHandler):
     @web.authenticated
     @authorized("read")  # type: ignore[untyped-decorator]
     async def post(self, notebook_id: str) -> None:
-        room = self.room_or_404(notebook_id)
+        room = await self.room_or_404(notebook_id)
         who = await self.identity(self.get_argument("client_id", None))
         body = self.request.body
         try:
             parsed = json.loads(body)
             if not isinstance(parsed, dict) or set(parsed) != {"events"}:
                 raise Refused(0, "expected {'events': [...]}")
-            seqs = room.hub.push_json(json.dumps(parsed["events"]).encode(), who)
+            seqs = await room.hub.push_json(json.dumps(parsed["events"]).encode(), who)
         except (ValueError, Refused) as err:
             status = err.status if isinstance(err, Refused) else 400
             index = err.index if isinstance(err, Refused) else 0
@@ -205,14 +205,14 @@ class DocumentHandler(_Base, APIHandler):
             notebook_id = await self.documents.notebook_for(path, new="write" in who.rights)
         except KeyError:
             raise web.HTTPError(404, f"no notebook at {path!r}") from None
-        kernel = self.room_or_404(notebook_id).store.state.kernel_name()
+        kernel = (await self.room_or_404(notebook_id)).store.state.kernel_name()
         self.finish({"id": notebook_id, "path": path, "kernel": kernel})
 
     @web.authenticated
     @authorized
     async def put(self) -> None:
         path = self._path()
-        room = self.room_or_404(await self.documents.notebook_for(path))
+        room = await self.room_or_404(await self.documents.notebook_for(path))
         self.finish(await self.documents.write(path, room, checkpoint=True))
 
 
@@ -223,10 +223,10 @@ class NotebookDocumentHandler(_Base, APIHandler):
     @web.authenticated
     @authorized
     async def get(self, notebook_id: str) -> None:
-        room = self.room_or_404(notebook_id)
+        room = await self.room_or_404(notebook_id)
         store = room.store
         if store.document is None:
-            store.sync_document(SERVER)  # its first reader: the log gets its document
+            await room.hub.sync_document(SERVER)  # its first reader: the log gets its document
             room.hub.wake()
         assert store.document is not None
         who = await self.identity()
@@ -278,14 +278,14 @@ class SyncHandler(_Base, WebSocketMixin, WebSocketHandler, JupyterHandler):
         if self.grant is not None:
             if self.grant.notebook_id != notebook_id:
                 raise web.HTTPError(403, "this credential is for another notebook")
-            self.room = self.room_or_404(notebook_id)
+            self.room = await self.room_or_404(notebook_id)
             cid = client_id if client_id and len(client_id) <= 128 else uuid.uuid4().hex
             self.who = self.grant.identity(cid)
         else:
             allowed = self.authorizer.is_authorized(self, user, "read", AUTH_RESOURCE)
             if not await ensure_async(allowed):
                 raise web.HTTPError(403)
-            self.room = self.room_or_404(notebook_id)
+            self.room = await self.room_or_404(notebook_id)
             self.who = await self.identity(client_id)
         self.sub: Any = None
         await super().get(notebook_id)
@@ -351,7 +351,7 @@ class SyncHandler(_Base, WebSocketMixin, WebSocketHandler, JupyterHandler):
             self.sub = self.room.subscribe(_Conn(self), msg.after, max_lag, person=person)
             return
         try:
-            seqs = self.room.hub.push_json(bytes(msg.events), self.who)
+            seqs = await self.room.hub.push_json(bytes(msg.events), self.who)
             # The events before the acknowledgement, to the other tabs first.
             self.room.fanout(last=self.sub)
             answer: dict[str, Any] = {"type": "push_ok", "req": msg.req, "seqs": seqs}

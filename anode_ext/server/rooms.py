@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 from ..log import Identity, Store
 from ..log import catalogue as ev
 from ..log.errors import Refused
-from ..log.local import LocalHub
+from ..log.local import Hub, LocalHub
 from ..log.rules import ALL_RIGHTS, USER_RIGHTS
 from ..log.state import HELD_STATES
 from ..log.sync import events_message
@@ -76,7 +77,10 @@ class Subscriber:
             self.room.unsubscribe(self)
             self.conn.close(1013, f"too far behind; reconnect and pull from {self.cursor}")
             return None
-        count, message = self.room.page(self.cursor)
+        page = self.room.page(self.cursor)
+        if page is None:  # not in memory: read it, then go on from the flush
+            return asyncio.ensure_future(self._read(self.cursor))
+        count, message = page
         # The first answer to a pull goes out even when empty: its head tells
         # the client it is up to date.
         self._answered = True
@@ -87,6 +91,15 @@ class Subscriber:
             return None
         self.cursor += count
         return flushed
+
+    async def _read(self, cursor: int) -> None:
+        """Send a page the hub had to read (a reconnect far behind)."""
+        count, message = await self.room.read(cursor)
+        if cursor != self.cursor:
+            return
+        self._answered = True
+        await self.conn.write(message)
+        self.cursor += count
 
     async def _drain(self, flushed: Awaitable[None] | None) -> None:
         while flushed is not None:
@@ -107,37 +120,45 @@ class Room:
     def __init__(
         self,
         notebook_id: str,
-        store: Store,
+        hub: Hub,
         runtimes: RuntimeManager,
         on_change: list[Callable[[Room], None]] | None = None,
     ) -> None:
         self.id = notebook_id
-        self.store = store
+        self.hub = hub
+        self.store = hub.store
         self.on_change = on_change if on_change is not None else []
         self._sending: set[asyncio.Future[None]] = set()
-        self.hub = LocalHub(store, poll_interval=1.0)
         self.runtimes = runtimes
         self.subscribers: set[Subscriber] = set()
         self.agent: Agent | None = None
         self.agent_task: asyncio.Task[None] | None = None
         self.last_activity = time.monotonic()
         self.connections: dict[str, int] = {}  # client id -> open sync connections
+        self.elsewhere: set[str] = set()  # client ids connected to other replicas
         self._missing: dict[str, float] = {}  # live session -> since when unconnected
         self._page: tuple[tuple[int, int], int, str] | None = None
         self._admin = self.hub.client(Identity("anode-server", f"server-{notebook_id}", ALL_RIGHTS))
         self._task = asyncio.ensure_future(self._follow())
 
-    def page(self, cursor: int) -> tuple[int, str]:
-        """The events after `cursor` (up to 2,000) as one message, and how many.
-        Subscribers at the same cursor (most of them, live) share one read and
-        one encoding."""
+    def page(self, cursor: int) -> tuple[int, str] | None:
+        """The events after `cursor` (up to 2,000) as one message, and how many;
+        None when the hub must read them first (`read`). Subscribers at the same
+        cursor (most of them, live) share one read and one encoding."""
         head = self.store.head
         if self._page is not None and self._page[0] == (cursor, head):
             return self._page[1], self._page[2]
-        raws = self.store.events_json(cursor, 2000)
+        raws = self.hub.cached_json(cursor, 2000)
+        if raws is None:
+            return None
         message = events_message(raws, head).decode()
         self._page = ((cursor, head), len(raws), message)
         return len(raws), message
+
+    async def read(self, cursor: int) -> tuple[int, str]:
+        head = self.store.head
+        raws = await self.hub.events_json(cursor, 2000)
+        return len(raws), events_message(raws, head).decode()
 
     def fanout(self, last: Subscriber | None = None) -> None:
         """Send every subscriber what is new now: people first, then kernels and
@@ -189,8 +210,9 @@ class Room:
         head = self.store.head
         step = min(5.0, max(0.2, self.runtimes.lost_after / 4))
         while True:
-            await self._reap()
-            self.runtimes.ensure(self)
+            if await self.lead():
+                await self._reap()
+                self.runtimes.ensure(self)
             await self.hub.wait(head, step)
             if self.store.head != head:
                 head = self.store.head
@@ -199,12 +221,25 @@ class Room:
                 for callback in self.on_change:
                     callback(self)
 
-    def _alive(self) -> set[str]:
-        """Client ids that are here now: connected, or our own runtime agent."""
+    async def lead(self) -> bool:
+        """Whether this server leads the notebook (alone, always): only the
+        leader starts and reaps runtimes and writes the file."""
+        try:
+            return await self.hub.lead()
+        except Exception as err:  # the database is away: try again next time
+            log.warning("notebook %s: cannot take the lead: %s", self.id, err)
+            return False
+
+    def here(self) -> set[str]:
+        """Client ids connected to this server, and our own runtime agent."""
         here = set(self.connections)
         if self.agent is not None and self.agent_task is not None and not self.agent_task.done():
             here.add(self.agent.client.identity.client_id)
         return here
+
+    def _alive(self) -> set[str]:
+        """Client ids that are here now, or (by presence) at another replica."""
+        return self.here() | self.elsewhere
 
     async def _reap(self) -> None:
         """A live session whose client has no connection for `lost_after` s is
@@ -244,7 +279,7 @@ class Room:
         await self.runtimes.stop(self)
         for sub in list(self.subscribers):
             sub.conn.close(1001, "the notebook was closed")
-        self.store.close()
+        await self.hub.close()
 
 
 class RuntimeManager:
@@ -332,7 +367,8 @@ class RuntimeManager:
 
 
 class Notebooks:
-    """The catalogue: one store per notebook in `store_dir`, rooms for the open ones."""
+    """The catalogue: one SQLite store per notebook in `store_dir`, rooms for the
+    open ones, and which document (path) each notebook is."""
 
     def __init__(self, store_dir: Path, limits: Limits, runtimes: RuntimeManager) -> None:
         self.store_dir = store_dir
@@ -340,37 +376,65 @@ class Notebooks:
         self.runtimes = runtimes
         self.rooms: dict[str, Room] = {}
         self.on_change: list[Callable[[Room], None]] = []
+        self._opening: dict[str, asyncio.Future[Room]] = {}
+        self._paths: tuple[int, dict[str, str], dict[str, str]] | None = None
+
+    async def start(self) -> None:
+        """Connections and watchers a catalogue needs (none for files)."""
 
     def path(self, notebook_id: str) -> Path:
         if not notebook_id or not all(c.isalnum() or c in "-_" for c in notebook_id):
             raise KeyError(notebook_id)
         return self.store_dir / f"{notebook_id}.anode"
 
-    def room(self, notebook_id: str) -> Room:
+    async def room(self, notebook_id: str) -> Room:
+        """The notebook's room, opened on first use; KeyError if there is no such notebook."""
         room = self.rooms.get(notebook_id)
-        if room is None:
-            path = self.path(notebook_id)
-            if not path.is_file():
-                raise KeyError(notebook_id)
-            store = Store.open(path, limits=self.limits, document=True)
-            if store.document is not None:
-                # Whatever was appended without the document (the CLI, a kernel
-                # of its own) is written into it before anyone reads it.
-                store.sync_document(SERVER)
-            room = self.rooms[notebook_id] = self._room(notebook_id, store)
+        if room is not None:
+            return room
+        opening = self._opening.get(notebook_id)
+        if opening is None:
+            opening = self._opening[notebook_id] = asyncio.ensure_future(self._open(notebook_id))
+            opening.add_done_callback(lambda _: self._opening.pop(notebook_id, None))
+        return await asyncio.shield(opening)
+
+    async def _open(self, notebook_id: str) -> Room:
+        hub = await self._open_hub(notebook_id)
+        if hub.store.document is not None:
+            # Whatever was appended without the document (the CLI, a kernel
+            # of its own) is written into it before anyone reads it.
+            await hub.sync_document(SERVER)
+        room = self.rooms[notebook_id] = self._room(notebook_id, hub)
         return room
 
-    def _room(self, notebook_id: str, store: Store) -> Room:
-        return Room(notebook_id, store, self.runtimes, self.on_change)
+    async def _open_hub(self, notebook_id: str) -> Hub:
+        path = self.path(notebook_id)
+        if not path.is_file():
+            raise KeyError(notebook_id)
+        return LocalHub(Store.open(path, limits=self.limits, document=True), poll_interval=1.0)
 
-    def create(self) -> Room:
-        self.store_dir.mkdir(parents=True, exist_ok=True)
+    def _room(self, notebook_id: str, hub: Hub) -> Room:
+        return Room(notebook_id, hub, self.runtimes, self.on_change)
+
+    async def create(self) -> Room:
         notebook_id = uuid.uuid4().hex
-        store = Store.open(self.path(notebook_id), create=True, limits=self.limits, document=True)
-        room = self.rooms[notebook_id] = self._room(notebook_id, store)
+        room = self.rooms[notebook_id] = self._room(
+            notebook_id, await self._create_hub(notebook_id)
+        )
         return room
 
-    def list(self) -> list[dict[str, Any]]:
+    async def _create_hub(self, notebook_id: str) -> Hub:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        store = Store.open(self.path(notebook_id), create=True, limits=self.limits, document=True)
+        return LocalHub(store, poll_interval=1.0)
+
+    async def exists(self, notebook_id: str) -> bool:
+        try:
+            return self.path(notebook_id).is_file()
+        except KeyError:
+            return False
+
+    async def list(self) -> list[dict[str, Any]]:
         out = []
         for path in sorted(self.store_dir.glob("*.anode")) if self.store_dir.is_dir() else []:
             room = self.rooms.get(path.stem)
@@ -384,6 +448,44 @@ class Notebooks:
                     continue
             out.append({"id": path.stem, "title": state.t.notebook.title, "head": state.t.head})
         return out
+
+    # -- documents (paths under the root dir) and their notebooks -----------------
+    @property
+    def _index_path(self) -> Path:
+        return self.store_dir / "paths.json"
+
+    def _index(self) -> dict[str, str]:
+        """paths.json, read again only when it changed (every change of a log asks it)."""
+        try:
+            mtime = self._index_path.stat().st_mtime_ns
+        except OSError:
+            return {}
+        if self._paths is None or self._paths[0] != mtime:
+            try:
+                index: dict[str, str] = json.loads(self._index_path.read_text())
+            except (OSError, ValueError):
+                return {}
+            self._paths = (mtime, index, {v: k for k, v in index.items()})
+        return dict(self._paths[1])
+
+    def path_of(self, notebook_id: str) -> str | None:
+        """The document a notebook is, as far as this server knows."""
+        self._index()
+        return self._paths[2].get(notebook_id) if self._paths is not None else None
+
+    async def notebook_of(self, path: str) -> str | None:
+        found = self._index().get(path)
+        return found if found is not None and await self.exists(found) else None
+
+    async def bind(self, path: str, notebook_id: str) -> str:
+        """Make `notebook_id` the document's log; the one that is, if another won."""
+        index = self._index()
+        index[path] = notebook_id
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._index_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
+        os.replace(tmp, self._index_path)
+        return notebook_id
 
     async def close_idle(self, idle_seconds: float) -> None:
         now = time.monotonic()

@@ -51,7 +51,7 @@ async def test_a_lost_runtime_fails_its_cell_and_the_next_runtime_takes_the_queu
     # While the remote runtime is connected, the server starts none of its own,
     # though work is queued: asked now (as its loop asks at every append), it
     # declines. (Breaks this catches: the guard on live sessions deleted.)
-    room = jp_serverapp.web_app.settings["anode_notebooks"].room(nb)
+    room = await jp_serverapp.web_app.settings["anode_notebooks"].room(nb)
     assert room.store.state.first_pending() == queued
     room.runtimes.ensure(room)
     assert room.agent_task is None

@@ -1,0 +1,206 @@
+"""Several jupyter-server replicas serving the same notebooks from PostgreSQL.
+
+Each replica keeps its own rooms; the database orders the logs (`PgStore`).
+One listener connection per replica `LISTEN`s: a notification only says
+which notebook moved and to what head, and the room reads the new rows by
+seq. A lost listener reconnects and every open room catches up; a slow poll
+in each room remains. Presence (which clients are connected where) is
+written by every replica with a heartbeat, so the leader of a notebook never
+ends a runtime session whose client is connected to another replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..log.errors import StoreError
+from ..log.local import Hub
+from ..log.postgres import CHANNEL, PgHub, PgStore, connect, create_schema
+from ..log.validate import Limits
+from .rooms import Notebooks, RuntimeManager
+
+log = logging.getLogger(__name__)
+
+PRESENCE = """
+CREATE TABLE IF NOT EXISTS anode_presence (
+    replica text NOT NULL,
+    notebook text NOT NULL,
+    client_id text NOT NULL,
+    seen_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (replica, notebook, client_id)
+);
+"""
+
+
+class PgNotebooks(Notebooks):
+    """The catalogue in PostgreSQL: every replica sees every notebook."""
+
+    def __init__(
+        self,
+        url: str,
+        limits: Limits,
+        runtimes: RuntimeManager,
+        *,
+        heartbeat: float = 2.0,
+        poll_interval: float = 5.0,
+    ) -> None:
+        super().__init__(Path("."), limits, runtimes)
+        self.url = url
+        self.replica = uuid.uuid4().hex
+        self.heartbeat = heartbeat
+        self.poll_interval = poll_interval
+        self._conn: Any = None
+        self._by_id: dict[str, str] = {}  # notebook -> path, as far as seen
+        self._tasks: list[asyncio.Task[None]] = []
+        self.listening = asyncio.Event()  # (tests) the listener is connected
+
+    async def start(self) -> None:
+        self._conn = await connect(self.url)
+        await create_schema(self._conn)
+        await self._conn.execute(PRESENCE)
+        self._tasks = [
+            asyncio.ensure_future(self._listen()),
+            asyncio.ensure_future(self._presence()),
+        ]
+
+    async def _db(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = await connect(self.url)
+        return self._conn
+
+    # -- notebooks ---------------------------------------------------------------
+    async def _open_hub(self, notebook_id: str) -> Hub:
+        try:
+            store = await PgStore.open(self.url, notebook_id, limits=self.limits, document=True)
+        except StoreError as err:
+            if "no such notebook" in str(err):
+                raise KeyError(notebook_id) from None
+            raise
+        return PgHub(store, poll_interval=self.poll_interval)
+
+    async def _create_hub(self, notebook_id: str) -> Hub:
+        store = await PgStore.open(
+            self.url, notebook_id, create=True, limits=self.limits, document=True
+        )
+        return PgHub(store, poll_interval=self.poll_interval)
+
+    async def exists(self, notebook_id: str) -> bool:
+        cur = await (await self._db()).execute(
+            "SELECT 1 FROM anode_notebooks WHERE id = %s", (notebook_id,)
+        )
+        return await cur.fetchone() is not None
+
+    async def list(self) -> list[dict[str, Any]]:
+        cur = await (await self._db()).execute(
+            "SELECT id, title, head FROM anode_notebooks ORDER BY id"
+        )
+        return [{"id": i, "title": t, "head": h} for i, t, h in await cur.fetchall()]
+
+    # -- documents ---------------------------------------------------------------
+    def path_of(self, notebook_id: str) -> str | None:
+        return self._by_id.get(notebook_id)
+
+    async def notebook_of(self, path: str) -> str | None:
+        cur = await (await self._db()).execute(
+            "SELECT notebook FROM anode_paths WHERE path = %s", (path,)
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        self._by_id[row[0]] = path
+        return str(row[0])
+
+    async def bind(self, path: str, notebook_id: str) -> str:
+        """The first replica to bind a path wins; the others use its notebook."""
+        db = await self._db()
+        await db.execute(
+            "INSERT INTO anode_paths (path, notebook) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (path, notebook_id),
+        )
+        found = await self.notebook_of(path)
+        assert found is not None
+        return found
+
+    # -- fan-out between replicas ------------------------------------------------
+    async def _listen(self) -> None:
+        """Wake the rooms other replicas' commits moved; reconnect when cut."""
+        while True:
+            try:
+                conn = await connect(self.url)
+                try:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    # Whatever was committed while nobody listened: every room catches up.
+                    for room in list(self.rooms.values()):
+                        assert isinstance(room.hub, PgHub)
+                        room.hub.notify(room.store.head + 1)
+                    self.listening.set()
+                    async for note in conn.notifies():
+                        notebook_id, _, head = note.payload.partition(" ")
+                        moved = self.rooms.get(notebook_id)
+                        if moved is not None and isinstance(moved.hub, PgHub):
+                            moved.hub.notify(int(head))
+                finally:
+                    self.listening.clear()
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("the PostgreSQL listener was cut (%s); reconnecting", err)
+                await asyncio.sleep(0.5)
+
+    async def _presence(self) -> None:
+        """Say who is connected here; learn who is connected elsewhere."""
+        while True:
+            try:
+                await self._beat()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("presence heartbeat failed: %s", err)
+                self._conn = None
+            await asyncio.sleep(self.heartbeat)
+
+    async def _beat(self) -> None:
+        db = await self._db()
+        rows = [
+            (self.replica, nb, client) for nb, room in self.rooms.items() for client in room.here()
+        ]
+        async with db.transaction():
+            await db.execute("DELETE FROM anode_presence WHERE replica = %s", (self.replica,))
+            if rows:
+                async with db.cursor() as cur:
+                    await cur.executemany(
+                        "INSERT INTO anode_presence (replica, notebook, client_id) "
+                        "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                        rows,
+                    )
+        fresh = max(3 * self.heartbeat, 1.0)
+        cur = await db.execute(
+            "SELECT notebook, client_id FROM anode_presence WHERE replica <> %s "
+            "AND seen_at > now() - make_interval(secs => %s)",
+            (self.replica, fresh),
+        )
+        elsewhere: dict[str, set[str]] = {}
+        for notebook_id, client in await cur.fetchall():
+            elsewhere.setdefault(notebook_id, set()).add(client)
+        for notebook_id, room in self.rooms.items():
+            room.elsewhere = elsewhere.get(notebook_id, set())
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await super().close()
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.execute(
+                    "DELETE FROM anode_presence WHERE replica = %s", (self.replica,)
+                )
+            await self._conn.close()

@@ -9,7 +9,7 @@ LAB_SOURCES := $(shell find labextension/src labextension/style labextension/sch
 	labextension/scripts -type f -not -path '*/generated/*' 2>/dev/null) \
 	labextension/package.json labextension/package-lock.json labextension/tsconfig.json
 
-.PHONY: demo test install lint typecheck pytest bench clean chromium
+.PHONY: demo cluster test install lint typecheck pytest bench clean debs
 
 # After the install, bytecode as a wheel install writes it: a kernel start
 # imports all of anode_ext, and with PYTHONDONTWRITEBYTECODE set it would
@@ -31,6 +31,14 @@ $(VENV)/.installed-demo: $(STAMP)
 demo: $(VENV)/.installed-demo
 	$(PY) -m anode_ext demo
 
+# JupyterLab replicas on one PostgreSQL ($ANODE_DATABASE_URL or a throwaway one) behind HAProxy.
+$(VENV)/.installed-cluster: $(STAMP)
+	$(PY) -m pip install -q -e '.[demo,postgres]'
+	touch $@
+
+cluster: $(VENV)/.installed-cluster
+	$(PY) -m anode_ext cluster
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check anode_ext tests bench
 	$(VENV)/bin/ruff format --check anode_ext tests bench
@@ -38,13 +46,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# Browser tests use Debian's Chromium (never a downloaded browser).
-chromium:
-	@test -x /usr/bin/chromium || { \
+# Debian packages the tests use, installed with apt when missing (one update):
+# Chromium for browser tests (never a downloaded browser), PostgreSQL 15 and
+# HAProxy for the scale-out tests (throwaway servers: anode_ext/pgserver.py).
+DEBS := /usr/bin/chromium:chromium /usr/lib/postgresql/15/bin/initdb:postgresql-15 \
+	/usr/sbin/haproxy:haproxy
+debs:
+	@missing=""; for d in $(DEBS); do test -x "$${d%%:*}" || missing="$$missing $${d##*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
 
-pytest: $(STAMP) chromium
+pytest: $(STAMP) debs
 	$(PY) -m pytest -q
 
 test: lint typecheck pytest

@@ -229,6 +229,8 @@ class ThrowawayPostgres:
             )
         except subprocess.TimeoutExpired:
             raise PostgresError(f"psql timed out after {self.timeout} s: {sql}") from None
+        except OSError as err:
+            raise PostgresError(f"psql could not run: {err}") from None
         if done.returncode != 0:
             raise PostgresError(f"psql failed ({sql}): {done.stderr.strip()}")
         return done.stdout
@@ -253,6 +255,8 @@ class ThrowawayPostgres:
             raise PostgresError(
                 f"{tool} timed out after {timeout} s; server log:\n{log_tail(self.log)}"
             ) from None
+        except OSError as err:
+            raise PostgresError(f"{tool} could not run: {err}") from None
         if done.returncode != 0:
             output = (done.stdout + done.stderr).strip()
             raise PostgresError(

@@ -95,12 +95,13 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def connect(url: str) -> psycopg.AsyncConnection[Any]:
-    """A connection in autocommit mode (transactions are explicit), with the schema made."""
+async def connect(url: str, name: str = "anode") -> psycopg.AsyncConnection[Any]:
+    """A connection in autocommit mode (transactions are explicit); `name` is its
+    application_name (operators, and tests, find the listener by it)."""
     if psycopg is None:
         raise StoreError("PostgreSQL needs psycopg: pip install 'anode_ext[postgres]'")
     try:
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, application_name=name)
     except psycopg.Error as err:
         raise StoreError(f"cannot connect to PostgreSQL: {err}") from None
     return conn

@@ -47,7 +47,7 @@ class RemoteLog:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         notebook_id: str,
         *,
         token: str | None = None,
@@ -69,7 +69,10 @@ class RemoteLog:
         self.answer_timeout = answer_timeout
         self.ping_interval = ping_interval
         self.max_backoff = max_backoff
-        self._url = _sync_url(url, notebook_id, self.identity.client_id)
+        # Several URLs: replicas of one deployment (the next is tried when one fails).
+        urls = [url] if isinstance(url, str) else list(url)
+        self._urls = [_sync_url(u, notebook_id, self.identity.client_id) for u in urls]
+        self._url = self._urls[0]
         self._replica = Replica(client_id=self.identity.client_id)
         self._conn: WebSocketClientConnection | None = None
         self._connected = asyncio.Event()
@@ -209,6 +212,7 @@ class RemoteLog:
                 return
             except (OSError, HTTPClientError, asyncio.TimeoutError) as err:
                 log.debug("connect to %s failed: %s", self._url, err)
+                self._next_url()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
@@ -227,6 +231,10 @@ class RemoteLog:
             if not self._closing:
                 self.reconnects += 1
                 log.info("connection to %s lost; reconnecting", self._url)
+                self._next_url()
+
+    def _next_url(self) -> None:
+        self._url = self._urls[(self._urls.index(self._url) + 1) % len(self._urls)]
 
     async def _connect(self) -> WebSocketClientConnection:
         headers = {"Authorization": self.authorization} if self.authorization else {}

@@ -86,6 +86,19 @@ class AnodeApp(ExtensionApp):
         "notebook under store_dir. Default: $ANODE_DATABASE_URL.",
     )
 
+    database_poll_interval = Float(
+        5.0,
+        config=True,
+        help="With database_url: how often (seconds) an open notebook reads the database for "
+        "other replicas' appends even without a notification (a safety net under LISTEN).",
+    )
+    presence_interval = Float(
+        2.0,
+        config=True,
+        help="With database_url: how often (seconds) a replica writes which clients are "
+        "connected to it; another replica's client counts as present for three times that.",
+    )
+
     @default("database_url")
     def _database_url_default(self) -> str:
         return os.environ.get("ANODE_DATABASE_URL", "")
@@ -116,7 +129,13 @@ class AnodeApp(ExtensionApp):
         if self.database_url:
             from .scaleout import PgNotebooks
 
-            self.notebooks = PgNotebooks(self.database_url, limits, runtimes)
+            self.notebooks = PgNotebooks(
+                self.database_url,
+                limits,
+                runtimes,
+                heartbeat=self.presence_interval,
+                poll_interval=self.database_poll_interval,
+            )
         else:
             self.notebooks = Notebooks(store_dir, limits, runtimes)
         contents = self.serverapp.contents_manager if self.serverapp is not None else None

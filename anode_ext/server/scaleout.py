@@ -131,7 +131,7 @@ class PgNotebooks(Notebooks):
         """Wake the rooms other replicas' commits moved; reconnect when cut."""
         while True:
             try:
-                conn = await connect(self.url)
+                conn = await connect(self.url, "anode-listener")
                 try:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     # Whatever was committed while nobody listened: every room catches up.

@@ -1,0 +1,173 @@
+"""Two jupyter-server replicas on one PostgreSQL (real processes): one order for
+every client, nothing acknowledged lost when a replica or the listener dies,
+one claim when two replicas race."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anode_ext.log import catalogue as ev
+from anode_ext.log.errors import Refused
+from anode_ext.log.remote import RemoteLog
+
+from .real import TOKEN, Server
+
+
+def _id() -> str:
+    return uuid.uuid4().hex
+
+
+def replica(root: Path, url: str, *options: str) -> Server:
+    return Server(
+        root,
+        f"--AnodeApp.database_url={url}",
+        "--AnodeApp.warm_runtimes=0",
+        "--AnodeApp.presence_interval=0.5",
+        *options,
+    )
+
+
+@pytest.fixture
+def two(tmp_path: Path, postgres_url: str, request: Any) -> Any:
+    options = getattr(request, "param", ())
+    servers = [replica(tmp_path, postgres_url, *options).start() for _ in range(2)]
+    yield servers
+    for s in servers:
+        s.stop()
+
+
+def stored(server: Server, nb: str) -> list[dict[str, Any]]:
+    status, body = server.call(f"/anode/api/notebooks/{nb}/events")
+    assert status == 200, body
+    return list(body["events"])
+
+
+def test_a_replica_killed_mid_run_loses_nothing_acknowledged(two: list[Server]) -> None:
+    a, b = two
+    nb = a.create()
+    acked: dict[str, int] = {}
+
+    async def write(client: RemoteLog, name: str, kill_at: int | None) -> None:
+        loop = asyncio.get_running_loop()
+        for i in range(500):
+            event_id = f"{name}-{i}"
+            (seq,) = await client.push([(event_id, ev.NotebookMetadataSet(key=name, value=i))])
+            acked[event_id] = seq
+            if i == kill_at:
+                await loop.run_in_executor(None, b.kill)
+
+    async def main() -> int:
+        urls = {"a": [a.url, b.url], "b": [b.url, a.url]}
+        subs = [
+            await RemoteLog(urls[side], nb, token=TOKEN, max_backoff=0.3).start()
+            for side in ("a", "b")
+            for _ in range(50)
+        ]
+        writers = [
+            await RemoteLog(urls[side], nb, token=TOKEN, max_backoff=0.3).start()
+            for side in ("a", "b")
+        ]
+        await asyncio.gather(write(writers[0], "wa", None), write(writers[1], "wb", 250))
+        head = max(acked.values())
+        for client in subs + writers:
+            assert await client.wait(head - 1, 60), client.state.t.head
+        final = subs[0].state.t
+        assert all(c.state.t == final for c in subs + writers)  # one order everywhere
+        assert sum(c.reconnects > 0 for c in subs) >= 50  # b's clients moved to a
+        for c in subs + writers:
+            await c.close()
+        return head
+
+    head = asyncio.run(main())
+    events = stored(a, nb)
+    assert [e["seq"] for e in events] == list(range(1, head + 1))
+    seq_of = {e["id"]: e["seq"] for e in events}
+    assert len(seq_of) == len(events)  # nothing appended twice
+    assert len(acked) == 1000
+    for event_id, seq in acked.items():  # every acknowledged event, at its seq
+        assert seq_of[event_id] == seq
+
+
+def test_the_listener_cut_mid_run_loses_nothing(tmp_path: Path, postgres_url: str) -> None:
+    # The safety poll is set to a minute: only the listener can deliver in time.
+    a, b = (
+        replica(tmp_path, postgres_url, "--AnodeApp.database_poll_interval=60").start()
+        for _ in range(2)
+    )
+    try:
+        nb = a.create()
+
+        async def main() -> None:
+            import psycopg
+
+            watcher = await RemoteLog(b.url, nb, token=TOKEN).start()
+            writer = await RemoteLog(a.url, nb, token=TOKEN).start()
+            for i in range(200):
+                await writer.push([(_id(), ev.NotebookMetadataSet(key="k", value=i))])
+                if i == 100:
+                    async with await psycopg.AsyncConnection.connect(
+                        postgres_url, autocommit=True
+                    ) as db:
+                        cur = await db.execute(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE application_name = 'anode-listener'"
+                        )
+                        assert len(await cur.fetchall()) == 2  # one per replica
+            head = writer.state.t.head
+            assert await watcher.wait(head - 1, 15), (watcher.state.t.head, head)
+            assert watcher.state.t == writer.state.t
+            # and after the cut, the reconnected listener still delivers at once
+            await writer.push([(_id(), ev.NotebookMetadataSet(key="k", value="after"))])
+            assert await watcher.wait(head, 5)
+            await watcher.close()
+            await writer.close()
+
+        asyncio.run(main())
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_claim_race_between_replicas_appends_one_claim(two: list[Server]) -> None:
+    a, b = two
+    nb = a.create()
+
+    async def main() -> None:
+        ra = await RemoteLog(a.url, nb, token=TOKEN).start()
+        rb = await RemoteLog(b.url, nb, token=TOKEN).start()
+        sa, sb = _id(), _id()
+        await ra.push([(_id(), ev.RuntimeSessionStarted(session_id=sa, info={}))])
+        await rb.push([(_id(), ev.RuntimeSessionStarted(session_id=sb, info={}))])
+        for _ in range(20):
+            x = _id()
+            await ra.push([(_id(), ev.ExecutionRequested(execution_id=x, cell_id=None, code="1"))])
+            assert await rb.wait(ra.state.t.head - 1, 10)
+            claims = await asyncio.gather(
+                ra.push([(_id(), ev.ExecutionAssigned(execution_id=x, session_id=sa))]),
+                rb.push([(_id(), ev.ExecutionAssigned(execution_id=x, session_id=sb))]),
+                return_exceptions=True,
+            )
+            refused = [c for c in claims if isinstance(c, Refused)]
+            assert len(refused) == 1, claims
+            # finish it, so the next request is the first pending one
+            winner = sa if not isinstance(claims[0], Refused) else sb
+            client = ra if winner == sa else rb
+            await client.push(
+                [
+                    (_id(), ev.ExecutionStarted(execution_id=x, execution_count=1)),
+                    (_id(), ev.ExecutionCompleted(execution_id=x, status="ok")),
+                ]
+            )
+        await ra.close()
+        await rb.close()
+
+    asyncio.run(main())
+    assigned = [e for e in stored(a, nb) if e["name"] == "v1.ExecutionAssigned"]
+    assert len(assigned) == 20
+    assert json.dumps(stored(a, nb)) == json.dumps(stored(b, nb))

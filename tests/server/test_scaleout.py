@@ -171,3 +171,94 @@ def test_a_claim_race_between_replicas_appends_one_claim(two: list[Server]) -> N
     assigned = [e for e in stored(a, nb) if e["name"] == "v1.ExecutionAssigned"]
     assert len(assigned) == 20
     assert json.dumps(stored(a, nb)) == json.dumps(stored(b, nb))
+
+
+def test_the_leader_killed_mid_execution_fails_it_and_the_survivor_runs_the_rest(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    from anode_ext.runtime.run import wait_final, wait_state
+
+    lost_after = "--AnodeApp.runtime_lost_after=2"
+    a = replica(tmp_path, postgres_url, lost_after).start()
+    b = replica(tmp_path, postgres_url, lost_after).start()
+    try:
+        nb = a.create()  # a opens the notebook first: a leads it
+
+        async def main() -> None:
+            user = await RemoteLog([b.url], nb, token=TOKEN).start()
+            slow, rest = _id(), _id()
+            await user.push(
+                [
+                    (_id(), ev.CellCreated(cell_id="c", cell_type="code", source="", position="V")),
+                    (
+                        _id(),
+                        ev.ExecutionRequested(
+                            execution_id=slow,
+                            cell_id="c",
+                            code="import time\nfor _ in range(600): time.sleep(0.1)",
+                        ),
+                    ),
+                    (_id(), ev.ExecutionRequested(execution_id=rest, cell_id="c", code="6 * 7")),
+                ]
+            )
+            assert await wait_state(user, slow, {"executing"}, 120)
+            session = user.state.t.executions[slow].session_id
+            a.kill()
+            assert await wait_final(user, slow, 60)
+            row = user.state.t.executions[slow]
+            assert row.state == "failed" and "runtime lost" in (row.reason or ""), row
+            assert user.state.t.runtimes[session].state == "ended"
+            assert await wait_final(user, rest, 120)
+            done = user.state.t.executions[rest]
+            assert done.state == "completed" and done.session_id != session
+            await user.close()
+
+        asyncio.run(main())
+        state = b.state(nb)
+        cell = next(c for c in state["cells"] if c["id"] == "c")
+        assert cell["outputs"][0]["data"]["text/plain"] == "42"
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_clients_through_haproxy_survive_a_replica_killed(
+    two: list[Server], tmp_path: Path
+) -> None:
+    from anode_ext.cluster import start_haproxy
+
+    a, b = two
+    proxy = start_haproxy(tmp_path, [("r1", a.port), ("r2", b.port)])
+    try:
+        nb = a.create()
+        acked: dict[str, int] = {}
+
+        async def main() -> int:
+            subs = [
+                await RemoteLog(proxy.url, nb, token=TOKEN, max_backoff=0.3).start()
+                for _ in range(20)
+            ]
+            writer = await RemoteLog(proxy.url, nb, token=TOKEN, max_backoff=0.3).start()
+            loop = asyncio.get_running_loop()
+            for i in range(300):
+                event_id = f"w-{i}"
+                meta = ev.NotebookMetadataSet(key="w", value=i)
+                (acked[event_id],) = await writer.push([(event_id, meta)])
+                if i == 150:
+                    await loop.run_in_executor(None, b.kill)
+            head = writer.state.t.head
+            for client in subs:
+                assert await client.wait(head - 1, 60), client.state.t.head
+                assert client.state.t == writer.state.t
+            assert any(c.reconnects for c in subs)  # some were on the killed replica
+            for c in [*subs, writer]:
+                await c.close()
+            return head
+
+        head = asyncio.run(main())
+        events = stored(a, nb)
+        assert [e["seq"] for e in events] == list(range(1, head + 1))
+        seq_of = {e["id"]: e["seq"] for e in events}
+        assert all(seq_of[i] == s for i, s in acked.items())
+    finally:
+        proxy.stop()

@@ -50,7 +50,6 @@ except ImportError:  # pragma: no cover - only without the extra
 CHECKPOINT_EVERY = 2000
 DOCUMENT_SNAPSHOT_EVERY = 500
 RECENT_ROWS = 4096
-CHANNEL = "anode_log"  # NOTIFY payload: "<notebook id> <head>"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS anode_notebooks (
@@ -59,8 +58,10 @@ CREATE TABLE IF NOT EXISTS anode_notebooks (
     title text NOT NULL DEFAULT '',
     created_at timestamptz NOT NULL DEFAULT now()
 );
+-- No foreign key to anode_notebooks: an append writes rows only through the
+-- head row it has just updated, and a key check per row would double its cost.
 CREATE TABLE IF NOT EXISTS anode_events (
-    notebook text NOT NULL REFERENCES anode_notebooks (id),
+    notebook text NOT NULL,
     seq bigint NOT NULL,
     id text NOT NULL,
     name text NOT NULL,
@@ -88,7 +89,22 @@ CREATE TABLE IF NOT EXISTS anode_paths (
 );
 """
 _SCHEMA_LOCK = 0x414E4F44  # "ANOD": two replicas creating the schema at once take turns
+CHANNEL = "anode_log"  # NOTIFY payload: "<notebook id> <head>"
 _COLUMNS = 'seq, id, name, args, client_id, "user", at'
+# An append: the head row is updated (and so locked) only if it is still where
+# this replica folded to, and the rows go in only then; a concurrent append to
+# the same notebook waits for the lock, finds the head moved and writes nothing.
+_APPEND = f"""
+WITH moved AS (
+    UPDATE anode_notebooks SET head = %s, title = %s WHERE id = %s AND head = %s RETURNING id
+), appended AS (
+    INSERT INTO anode_events (notebook, {_COLUMNS})
+    SELECT moved.id, rows.* FROM moved, unnest(
+        %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[]
+    ) AS rows
+)
+SELECT pg_notify('{CHANNEL}', %s) FROM moved
+"""
 
 
 def _now_ms() -> int:
@@ -248,9 +264,9 @@ class PgStore:
     async def refresh(self) -> bool:
         """Fold what other replicas appended; whether the head moved."""
         async with self._lock:
-            rows = await self._fetch(self.head, None)
-            self._fold(rows)
-        return bool(rows)
+            before = self.head
+            await self._catch_up()
+        return self.head != before
 
     # -- the document ----------------------------------------------------------
     async def _load_document(self) -> None:
@@ -318,16 +334,9 @@ class PgStore:
     async def _append_locked(
         self, batch: list[Item], who: Identity, now: int | None, careful: bool, full: bool
     ) -> list[int]:
-        conn = self._conn
-        async with conn.transaction():
-            cur = await conn.execute(
-                "SELECT head FROM anode_notebooks WHERE id = %s FOR UPDATE", (self.id,)
-            )
-            row = await cur.fetchone()
-            if row is None:
-                raise StoreError(f"{self.path}: no such notebook")
-            if row[0] != self.head:
-                self._fold(await self._fetch(self.head, row[0]))
+        if full:
+            await self._catch_up()  # a projection of everything: from the latest tables
+        while True:
             known = await self._known_ids(batch) if careful else {}
             if batch and len(known) == len(batch):
                 return [known[b[0]] for b in batch]
@@ -349,44 +358,54 @@ class PgStore:
             if not p.rows and not first_snapshot:
                 self._doc_touched = False
                 return p.seqs
-            head = p.head
-            if p.rows:
-                try:
-                    async with conn.cursor() as c:
-                        await c.executemany(
-                            f"INSERT INTO anode_events (notebook, {_COLUMNS}) "
-                            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                            [(self.id, *r) for r in p.rows],
-                        )
-                except pg_errors.UniqueViolation:
-                    raise _SeenBefore from None
-                await conn.execute(
-                    "UPDATE anode_notebooks SET head = %s, title = %s WHERE id = %s",
-                    (head, title, self.id),
-                )
-                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.id} {head}"))
-            snapshot = None
-            if doc is not None and (p.doc_events or full):
-                since = self._doc_since_snapshot + p.doc_events
-                if since >= DOCUMENT_SNAPSHOT_EVERY or not p.doc_events:
-                    snapshot = doc.encode()
-                    await conn.execute(
-                        "INSERT INTO anode_doc_snapshots (notebook, seq, state) "
-                        "VALUES (%s, %s, %s) ON CONFLICT (notebook) DO UPDATE "
-                        "SET seq = excluded.seq, state = excluded.state",
-                        (self.id, head, snapshot),
-                    )
+            if p.rows and not await self._write(p.rows, title):
+                # Another replica appended since our head: its events first, then again.
+                await self._undo_document()
+                if full and self.document is None:
+                    self.document = NotebookDoc()  # its first sync, again
+                await self._catch_up()
+                continue
+            break
         # Committed: now the state, the recent rows and the counters move.
         before = self.head
         self._fold_envelopes(p.envelopes)
         self._recent.extend(p.rows)
         self._doc_touched = False
-        if doc is not None:
-            self._doc_since_snapshot = 0 if snapshot else self._doc_since_snapshot + p.doc_events
-            self._has_snapshot = self._has_snapshot or snapshot is not None
+        if doc is not None and (p.doc_events or full):
+            self._doc_since_snapshot += p.doc_events
+            if self._doc_since_snapshot >= DOCUMENT_SNAPSHOT_EVERY or not p.doc_events:
+                await self._snapshot_document(doc)
         if before // CHECKPOINT_EVERY != self.head // CHECKPOINT_EVERY:
             await self._checkpoint()
         return p.seqs
+
+    async def _write(self, rows: list[Row], title: str) -> bool:
+        """Append `rows` after our head in one statement (its own transaction):
+        False, and nothing written, if the head has moved."""
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        head = rows[-1][0]
+        try:
+            cur = await self._conn.execute(
+                _APPEND, (head, title, self.id, self.head, *columns, f"{self.id} {head}")
+            )
+        except pg_errors.UniqueViolation:
+            raise _SeenBefore from None
+        return await cur.fetchone() is not None
+
+    async def _catch_up(self) -> None:
+        self._fold(await self._fetch(self.head, None))
+
+    async def _snapshot_document(self, doc: NotebookDoc) -> None:
+        """The document as of our head, so opening it applies few updates. A cache:
+        written after the append it follows (a lost one costs a longer open)."""
+        await self._conn.execute(
+            "INSERT INTO anode_doc_snapshots (notebook, seq, state) VALUES (%s, %s, %s) "
+            "ON CONFLICT (notebook) DO UPDATE SET seq = excluded.seq, state = excluded.state "
+            "WHERE anode_doc_snapshots.seq < excluded.seq",
+            (self.id, self.head, doc.encode()),
+        )
+        self._doc_since_snapshot = 0
+        self._has_snapshot = True
 
     def _touch_document(self) -> None:
         self._doc_touched = True

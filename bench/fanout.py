@@ -78,7 +78,7 @@ async def _subscribe(
 
 
 async def _measure(
-    url: str,
+    url: str | list[str],
     headers: dict[str, str],
     pull: str | None,
     make: Any,
@@ -86,9 +86,12 @@ async def _measure(
     messages: int,
     interval: float,
 ) -> list[float]:
+    urls = [url] if isinstance(url, str) else url  # subscribers spread over them
     sinks: list[list[float]] = [[] for _ in range(subscribers)]
-    subs = [await _subscribe(url, headers, pull, sink) for sink in sinks]
-    writer = await websocket_connect(HTTPRequest(url, headers=headers))
+    subs = [
+        await _subscribe(urls[k % len(urls)], headers, pull, sink) for k, sink in enumerate(sinks)
+    ]
+    writer = await websocket_connect(HTTPRequest(urls[0], headers=headers))
     await asyncio.sleep(1.0)  # every subscriber has its backlog
     for sink in sinks:
         sink.clear()

@@ -25,17 +25,23 @@ def anode_config() -> dict[str, object]:
 
 
 @pytest.fixture
-def jp_server_config(tmp_path, anode_config):  # type: ignore[no-untyped-def]
-    """The server of pytest-jupyter's fixtures, with the extension on and no warm runtime."""
+def jp_server_config(tmp_path, anode_config, request):  # type: ignore[no-untyped-def]
+    """The server of pytest-jupyter's fixtures, with the extension on and no warm runtime;
+    on PostgreSQL when `ANODE_TEST_STORE=postgres` (the server tests once more)."""
+    import os
+
+    store: dict[str, object] = {"store_dir": str(tmp_path / "stores")}
+    if os.environ.get("ANODE_TEST_STORE") == "postgres":
+        store["database_url"] = request.getfixturevalue("postgres_url")
     return {
         "ServerApp": {"jpserver_extensions": {"anode_ext": True}},
-        "AnodeApp": {"warm_runtimes": 0, "store_dir": str(tmp_path / "stores"), **anode_config},
+        "AnodeApp": {"warm_runtimes": 0, **store, **anode_config},
     }
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL database for the session: `$ANODE_TEST_DATABASE_URL`, or a
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for the session: `$ANODE_TEST_DATABASE_URL`, or a
     throwaway cluster (Debian's postgresql-15, installed by `make test`)."""
     import os
 
@@ -47,3 +53,21 @@ def postgres_url() -> Iterator[str]:
 
     with ThrowawayPostgres() as pg:
         yield pg.url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh database on that server for one test (notebooks and paths of its own)."""
+    import uuid
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    name = f"anode_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")
+    params = conninfo_to_dict(postgres_server)
+    params["dbname"] = name
+    yield make_conninfo(**params)
+    with psycopg.connect(postgres_server, autocommit=True) as db:
+        db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

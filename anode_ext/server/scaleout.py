@@ -55,22 +55,27 @@ class PgNotebooks(Notebooks):
         self.heartbeat = heartbeat
         self.poll_interval = poll_interval
         self._conn: Any = None
+        self._connecting = asyncio.Lock()
         self._by_id: dict[str, str] = {}  # notebook -> path, as far as seen
         self._tasks: list[asyncio.Task[None]] = []
         self.listening = asyncio.Event()  # (tests) the listener is connected
 
     async def start(self) -> None:
-        self._conn = await connect(self.url)
-        await create_schema(self._conn)
-        await self._conn.execute(PRESENCE)
+        await self._db()
         self._tasks = [
             asyncio.ensure_future(self._listen()),
             asyncio.ensure_future(self._presence()),
         ]
 
     async def _db(self) -> Any:
-        if self._conn is None or self._conn.closed:
-            self._conn = await connect(self.url)
+        """The catalogue's connection (again after a loss); the schema made on first use,
+        whichever comes first: the server's start or a request."""
+        async with self._connecting:
+            if self._conn is None or self._conn.closed:
+                conn = await connect(self.url)
+                await create_schema(conn)
+                await conn.execute(PRESENCE)
+                self._conn = conn
         return self._conn
 
     # -- notebooks ---------------------------------------------------------------

@@ -36,7 +36,8 @@ async def test_a_kernel_keeps_its_own_log_when_joins_are_off(
     try:
         listed = body(await jp_fetch("anode", "api", "notebooks"))["notebooks"]
         assert listed == []  # no log was made for the document, none joined
-        assert not (tmp_path / "stores" / "paths.json").exists()
+        notebooks = jp_serverapp.web_app.settings["anode_notebooks"]
+        assert await notebooks.notebook_of("own.ipynb") is None
     finally:
         kc.stop_channels()
         await jp_fetch("api", "sessions", body(resp)["id"], method="DELETE")

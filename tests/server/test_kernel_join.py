@@ -56,8 +56,7 @@ async def test_a_kernel_for_a_document_shares_its_queue_and_runtime(
     km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
     kc = await ready_client(km, "x = 6 * 7\nprint('from the kernel')")
     try:
-        index = json.loads((tmp_path / "stores" / "paths.json").read_text())
-        nb = index["joined.ipynb"]
+        nb = await jp_serverapp.web_app.settings["anode_notebooks"].notebook_of("joined.ipynb")
         state = await state_of(jp_fetch, nb)
         # The log was made from the file: its cell is there.
         assert [c["id"] for c in state["cells"]] == ["c1"]

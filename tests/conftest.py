@@ -24,14 +24,18 @@ def anode_config() -> dict[str, object]:
     return {}
 
 
-@pytest.fixture
-def jp_server_config(tmp_path, anode_config, request):  # type: ignore[no-untyped-def]
-    """The server of pytest-jupyter's fixtures, with the extension on and no warm runtime;
-    on PostgreSQL when `ANODE_TEST_STORE=postgres` (the server tests once more)."""
-    import os
+@pytest.fixture(params=["sqlite", "postgres"])
+def anode_store(request):  # type: ignore[no-untyped-def]
+    """Every in-process server test runs on both stores."""
+    return request.param
 
+
+@pytest.fixture
+def jp_server_config(tmp_path, anode_config, anode_store, request):  # type: ignore[no-untyped-def]
+    """The server of pytest-jupyter's fixtures, with the extension on and no warm
+    runtime, on the embedded SQLite store or (each test its own database) PostgreSQL."""
     store: dict[str, object] = {"store_dir": str(tmp_path / "stores")}
-    if os.environ.get("ANODE_TEST_STORE") == "postgres":
+    if anode_store == "postgres":
         store["database_url"] = request.getfixturevalue("postgres_url")
     return {
         "ServerApp": {"jpserver_extensions": {"anode_ext": True}},

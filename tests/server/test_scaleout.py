@@ -5,7 +5,9 @@ one claim when two replicas race."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -262,3 +264,70 @@ def test_clients_through_haproxy_survive_a_replica_killed(
         assert all(seq_of[i] == s for i, s in acked.items())
     finally:
         proxy.stop()
+
+
+def test_a_runtime_connected_to_another_replica_is_not_reaped(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    lost_after = "--AnodeApp.runtime_lost_after=1"
+    a = replica(tmp_path, postgres_url, lost_after).start()
+    b = replica(tmp_path, postgres_url, lost_after).start()
+    try:
+        nb = a.create()  # a leads, and reaps
+
+        async def main() -> None:
+            watcher = await RemoteLog(a.url, nb, token=TOKEN).start()
+            runtime = await RemoteLog(b.url, nb, token=TOKEN).start()
+            sid = _id()
+            await runtime.push([(_id(), ev.RuntimeSessionStarted(session_id=sid, info={}))])
+            await asyncio.sleep(4)  # four times runtime_lost_after
+            assert watcher.state.t.runtimes[sid].state == "live"
+            await runtime.close()  # now it is gone from every replica
+            for _ in range(100):
+                if watcher.state.t.runtimes[sid].state == "ended":
+                    break
+                await asyncio.sleep(0.1)
+            assert "runtime lost" in (watcher.state.t.runtimes[sid].reason or "")
+            await watcher.close()
+
+        asyncio.run(main())
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_document_opened_on_both_replicas_is_one_log_and_the_leader_writes_it(
+    two: list[Server], tmp_path: Path
+) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    a, b = two
+    nbformat.write(new_notebook(cells=[new_code_cell("1", id="c1")]), tmp_path / "doc.ipynb")
+
+    async def both() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        return list(
+            await asyncio.gather(
+                *(
+                    loop.run_in_executor(None, s.call, "/anode/api/documents?path=doc.ipynb")
+                    for s in (a, b)
+                )
+            )
+        )
+
+    answers = asyncio.run(both())
+    assert [status for status, _ in answers] == [200, 200], answers
+    ids = {body["id"] for _, body in answers}
+    assert len(ids) == 1  # the race made one log
+    (nb,) = ids
+    edit = {"id": _id(), "name": "v1.CellSourceChanged", "args": {"cell_id": "c1", "source": "2"}}
+    assert b.call(f"/anode/api/notebooks/{nb}/events", {"events": [edit]})[0] == 200
+    source = None
+    for _ in range(100):
+        with contextlib.suppress(Exception):  # (read while being written)
+            source = nbformat.read(tmp_path / "doc.ipynb", as_version=4).cells[0].source
+        if source == "2":
+            break
+        time.sleep(0.1)
+    assert source == "2"

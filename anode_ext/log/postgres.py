@@ -139,11 +139,13 @@ class PgStore:
     def __init__(
         self,
         conn: psycopg.AsyncConnection[Any],
+        url: str,
         notebook_id: str,
         limits: Limits,
         document: bool,
     ) -> None:
         self._conn = conn
+        self.url = url
         self.id = notebook_id
         self.path = f"postgresql:{notebook_id}"
         self.limits = limits
@@ -178,7 +180,7 @@ class PgStore:
                     "INSERT INTO anode_notebooks (id) VALUES (%s) ON CONFLICT DO NOTHING",
                     (notebook_id,),
                 )
-            store = cls(conn, notebook_id, limits or Limits(), document)
+            store = cls(conn, url, notebook_id, limits or Limits(), document)
             await store._load()
         except BaseException:
             await conn.close()
@@ -187,10 +189,12 @@ class PgStore:
 
     async def _load(self) -> None:
         """The state from the latest checkpoint and the events after it."""
-        cur = await self._conn.execute("SELECT head FROM anode_notebooks WHERE id = %s", (self.id,))
+        cur = await (await self._db()).execute(
+            "SELECT head FROM anode_notebooks WHERE id = %s", (self.id,)
+        )
         if await cur.fetchone() is None:
             raise StoreError(f"{self.path}: no such notebook")
-        cur = await self._conn.execute(
+        cur = await (await self._db()).execute(
             "SELECT state FROM anode_checkpoints WHERE notebook = %s ORDER BY seq DESC LIMIT 1",
             (self.id,),
         )
@@ -203,10 +207,19 @@ class PgStore:
     async def close(self) -> None:
         await self._conn.close()
 
+    async def _db(self) -> psycopg.AsyncConnection[Any]:
+        """Our connection, made again if it was lost (the database restarted, or
+        an operator ended it): what was committed meanwhile is read by seq, and
+        the lead, which lived in the old session, is taken again by `lead`."""
+        if self._conn.closed or self._conn.broken:
+            self._leading = False
+            self._conn = await connect(self.url)
+        return self._conn
+
     @property
     def leading(self) -> bool:
         """Whether this process holds the notebook's lead (see `lead`)."""
-        return self._leading and not self._conn.closed
+        return self._leading and not (self._conn.closed or self._conn.broken)
 
     async def lead(self) -> bool:
         """Try to become the one process that runs this notebook's runtimes and
@@ -214,7 +227,7 @@ class PgStore:
         ends (the process died, or its connection was cut)."""
         if not self.leading:
             async with self._lock:
-                cur = await self._conn.execute(
+                cur = await (await self._db()).execute(
                     "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", ("anode:" + self.id,)
                 )
                 row = await cur.fetchone()
@@ -236,7 +249,7 @@ class PgStore:
         if limit is not None:
             sql += " LIMIT %s"
             params.append(limit)
-        cur = await self._conn.execute(sql, params)
+        cur = await (await self._db()).execute(sql, params)
         return list(await cur.fetchall())
 
     def _fold(self, rows: list[Row]) -> None:
@@ -270,7 +283,7 @@ class PgStore:
 
     # -- the document ----------------------------------------------------------
     async def _load_document(self) -> None:
-        cur = await self._conn.execute(
+        cur = await (await self._db()).execute(
             "SELECT seq, state FROM anode_doc_snapshots WHERE notebook = %s", (self.id,)
         )
         row = await cur.fetchone()
@@ -279,7 +292,7 @@ class PgStore:
             self.document = None
             return
         doc = NotebookDoc(row[1])
-        cur = await self._conn.execute(
+        cur = await (await self._db()).execute(
             "SELECT name, args FROM anode_events WHERE notebook = %s AND seq > %s "
             "AND seq <= %s AND name = ANY(%s) ORDER BY seq",
             (self.id, row[0], self.head, list(DOC_EVENTS)),
@@ -385,7 +398,7 @@ class PgStore:
         columns = [list(column) for column in zip(*rows, strict=True)]
         head = rows[-1][0]
         try:
-            cur = await self._conn.execute(
+            cur = await (await self._db()).execute(
                 _APPEND, (head, title, self.id, self.head, *columns, f"{self.id} {head}")
             )
         except pg_errors.UniqueViolation:
@@ -398,7 +411,7 @@ class PgStore:
     async def _snapshot_document(self, doc: NotebookDoc) -> None:
         """The document as of our head, so opening it applies few updates. A cache:
         written after the append it follows (a lost one costs a longer open)."""
-        await self._conn.execute(
+        await (await self._db()).execute(
             "INSERT INTO anode_doc_snapshots (notebook, seq, state) VALUES (%s, %s, %s) "
             "ON CONFLICT (notebook) DO UPDATE SET seq = excluded.seq, state = excluded.state "
             "WHERE anode_doc_snapshots.seq < excluded.seq",
@@ -418,14 +431,14 @@ class PgStore:
 
     async def _checkpoint(self) -> None:
         """The folded state at the head, so a replica opens from it plus the tail."""
-        await self._conn.execute(
+        await (await self._db()).execute(
             "INSERT INTO anode_checkpoints (notebook, seq, state) VALUES (%s, %s, %s) "
             "ON CONFLICT DO NOTHING",
             (self.id, self.head, self.state.encode()),
         )
 
     async def _known_ids(self, batch: list[Item]) -> dict[str, int]:
-        cur = await self._conn.execute(
+        cur = await (await self._db()).execute(
             "SELECT id, seq, name, args FROM anode_events WHERE notebook = %s AND id = ANY(%s)",
             (self.id, [b[0] for b in batch]),
         )
@@ -467,7 +480,7 @@ class PgStore:
             raise ValueError("seq must be >= 0")
         if seq >= self.head:
             return self.state.copy()
-        cur = await self._conn.execute(
+        cur = await (await self._db()).execute(
             "SELECT state FROM anode_checkpoints WHERE notebook = %s AND seq <= %s "
             "ORDER BY seq DESC LIMIT 1",
             (self.id, seq),

@@ -9,6 +9,7 @@ client sends can change it.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Awaitable
@@ -37,6 +38,8 @@ from .rooms import SERVER, Notebooks, Room
 AUTH_RESOURCE = "anode"
 # The rate limit's clock (a test holds it still to count a burst exactly).
 clock = time.monotonic
+log = logging.getLogger(__name__)
+
 ACTIONS = ("read", "write", "execute")
 
 
@@ -363,6 +366,13 @@ class SyncHandler(_Base, WebSocketMixin, WebSocketHandler, JupyterHandler):
                 "reason": err.reason,
                 "status": err.status,
             }
+        except Exception:
+            # Not a refusal: the store could not say (its database went away
+            # mid-write, say). The client reconnects and sends the push again
+            # with the same ids: either it is there, or it is appended now.
+            log.exception("a push to notebook %s failed", self.room.id)
+            self.close(1011, "the log could not be written; reconnect and send again")
+            return
         self._send(answer)
 
     def _send(self, obj: dict[str, Any]) -> None:

@@ -331,3 +331,41 @@ def test_a_document_opened_on_both_replicas_is_one_log_and_the_leader_writes_it(
             break
         time.sleep(0.1)
     assert source == "2"
+
+
+def test_the_stores_connections_cut_mid_run_lose_nothing(
+    two: list[Server], postgres_url: str
+) -> None:
+    a, b = two
+    nb = a.create()
+    acked: dict[str, int] = {}
+
+    async def main() -> int:
+        import psycopg
+
+        watcher = await RemoteLog(b.url, nb, token=TOKEN, max_backoff=0.3).start()
+        writer = await RemoteLog(a.url, nb, token=TOKEN, max_backoff=0.3).start()
+        for i in range(300):
+            event_id = f"w-{i}"
+            meta = ev.NotebookMetadataSet(key="w", value=i)
+            (acked[event_id],) = await writer.push([(event_id, meta)])
+            if i in (100, 200):  # every store and catalogue connection of both replicas
+                async with await psycopg.AsyncConnection.connect(
+                    postgres_url, autocommit=True
+                ) as db:
+                    await db.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = 'anode'"
+                    )
+        head = writer.state.t.head
+        assert await watcher.wait(head - 1, 60)
+        assert watcher.state.t == writer.state.t
+        await watcher.close()
+        await writer.close()
+        return head
+
+    head = asyncio.run(main())
+    events = stored(b, nb)
+    assert [e["seq"] for e in events] == list(range(1, head + 1))
+    seq_of = {e["id"]: e["seq"] for e in events}
+    assert all(seq_of[i] == s for i, s in acked.items())

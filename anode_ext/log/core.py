@@ -51,7 +51,6 @@ class Plan:
     batch: Batch
     seqs: list[int] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
-    envelopes: list[Envelope] = field(default_factory=list)
     doc_events: int = 0  # document events among the rows
 
     @property
@@ -63,6 +62,9 @@ class Plan:
 
     def rollback(self) -> None:
         self.batch.rollback()
+
+    def set_aside(self) -> Callable[[], None]:
+        return self.batch.set_aside()
 
 
 def unique_ids(batch: list[Item]) -> None:
@@ -102,7 +104,6 @@ def plan(
         except ValueError as err:
             raise Refused(index, f"{event.name}: {err}") from None
         out.rows.append((seq, event_id, event.name, args.decode(), client_id, user, at))
-        out.envelopes.append(env)
 
     def project(index: int, everything: bool = False) -> bool:
         """Write the tables' changes so far into the document, as one event."""

@@ -58,6 +58,8 @@ class Batch:
         self._saved: dict[tuple[str, str], Any] = {}
         self._saved_head = (state.t.head, state.t.last_at)
         self._notebook: NotebookRow | None = None
+        # The index of pending executions as it was (small: what waits to run).
+        self._pending = dict(state.pending) if undo else None
 
     # -- remembering rows before their first change --------------------------
     def _touch(self, table: str, key: str) -> Any:
@@ -127,7 +129,33 @@ class Batch:
         if self._notebook is not None:
             self.t.notebook = self._notebook
         self.t.head, self.t.last_at = self._saved_head
-        self.state.reindex()
+        if self._pending is not None:
+            self.state.pending = self._pending
+        else:
+            self.state.reindex()
+
+    def set_aside(self) -> Callable[[], None]:
+        """Undo the batch for now; the function returned puts it back as it was
+        (a store that must not show a push before its commit, and has it folded)."""
+        t = self.t
+        after = {(table, key): getattr(t, table).get(key) for table, key in self._saved}
+        notebook = t.notebook if self._notebook is not None else None
+        head, pending = (t.head, t.last_at), self.state.pending
+        self.rollback()
+
+        def put_back() -> None:
+            for (table, key), row in after.items():
+                rows = getattr(t, table)
+                if row is None:
+                    rows.pop(key, None)
+                else:
+                    rows[key] = row
+            if notebook is not None:
+                t.notebook = notebook
+            t.head, t.last_at = head
+            self.state.pending = pending
+
+        return put_back
 
 
 def fold(batch: Batch, env: Envelope) -> None:

@@ -261,18 +261,15 @@ class PgStore:
             Envelope(seq, i, name, ARG_DECODERS[name].decode(args), client_id, user, at)
             for seq, i, name, args, client_id, user, at in rows
         ]
-        self._fold_envelopes(envelopes)
+        batch = Batch(self.state, undo=False)
+        for env in envelopes:
+            fold(batch, env)
+        batch.commit()
         self._recent.extend(rows)
         if self.document is not None:
             self._doc_since_snapshot += apply_document_rows(
                 self.document, [(r[2], r[3]) for r in rows]
             )
-
-    def _fold_envelopes(self, envelopes: list[Envelope]) -> None:
-        batch = Batch(self.state, undo=False)
-        for env in envelopes:
-            fold(batch, env)
-        batch.commit()
 
     async def refresh(self) -> bool:
         """Fold what other replicas appended; whether the head moved."""
@@ -366,7 +363,7 @@ class PgStore:
             )
             title = self.state.t.notebook.title
             # Readers in this process see the state as committed until the commit.
-            p.rollback()
+            put_back = p.set_aside()
             first_snapshot = full and doc is not None and not self._has_snapshot
             if not p.rows and not first_snapshot:
                 self._doc_touched = False
@@ -381,7 +378,7 @@ class PgStore:
             break
         # Committed: now the state, the recent rows and the counters move.
         before = self.head
-        self._fold_envelopes(p.envelopes)
+        put_back()
         self._recent.extend(p.rows)
         self._doc_touched = False
         if doc is not None and (p.doc_events or full):

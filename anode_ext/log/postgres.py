@@ -99,9 +99,9 @@ WITH moved AS (
     UPDATE anode_notebooks SET head = %s, title = %s WHERE id = %s AND head = %s RETURNING id
 ), appended AS (
     INSERT INTO anode_events (notebook, {_COLUMNS})
-    SELECT moved.id, rows.* FROM moved, unnest(
-        %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[]
-    ) AS rows
+    SELECT moved.id, %s + rows.n, rows.id, rows.name, rows.args, %s, %s, %s
+    FROM moved, unnest(%b::text[], %b::text[], %b::text[]) WITH ORDINALITY
+        AS rows (id, name, args, n)
 )
 SELECT pg_notify('{CHANNEL}', %s) FROM moved
 """
@@ -392,12 +392,17 @@ class PgStore:
     async def _write(self, rows: list[Row], title: str) -> bool:
         """Append `rows` after our head in one statement (its own transaction):
         False, and nothing written, if the head has moved."""
-        columns = [list(column) for column in zip(*rows, strict=True)]
+        # One push has one author and one time: only ids, names and args vary.
+        _, _, _, _, client_id, user, at = rows[0]
         head = rows[-1][0]
+        params = (
+            *(head, title, self.id, self.head),
+            *(self.head, client_id, user, at),
+            *([r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]),
+            f"{self.id} {head}",
+        )
         try:
-            cur = await (await self._db()).execute(
-                _APPEND, (head, title, self.id, self.head, *columns, f"{self.id} {head}")
-            )
+            cur = await (await self._db()).execute(_APPEND, params)
         except pg_errors.UniqueViolation:
             raise _SeenBefore from None
         return await cur.fetchone() is not None

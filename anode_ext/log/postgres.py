@@ -280,30 +280,33 @@ class PgStore:
 
     # -- the document ----------------------------------------------------------
     async def _load_document(self) -> None:
-        cur = await (await self._db()).execute(
+        """The document from its latest snapshot (if any) and the document events
+        after it; None while the log has neither (nobody has asked for it yet).
+        A snapshot is written after the append it follows: without one, the events."""
+        db = await self._db()
+        cur = await db.execute(
             "SELECT seq, state FROM anode_doc_snapshots WHERE notebook = %s", (self.id,)
         )
         row = await cur.fetchone()
-        self._has_snapshot = row is not None
-        if row is None:
-            self.document = None
-            return
-        doc = NotebookDoc(row[1])
-        cur = await (await self._db()).execute(
+        cur = await db.execute(
             "SELECT name, args FROM anode_events WHERE notebook = %s AND seq > %s "
             "AND seq <= %s AND name = ANY(%s) ORDER BY seq",
-            (self.id, row[0], self.head, list(DOC_EVENTS)),
+            (self.id, row[0] if row else 0, self.head, list(DOC_EVENTS)),
         )
-        self._doc_since_snapshot = apply_document_rows(doc, list(await cur.fetchall()))
+        updates = list(await cur.fetchall())
+        self._has_snapshot = row is not None
+        if row is None and not updates:
+            self.document = None
+            return
+        doc = NotebookDoc(row[1] if row else None)
+        self._doc_since_snapshot = apply_document_rows(doc, updates)
         self.document = doc
 
     async def sync_document(self, who: Identity) -> int | None:
-        """As `Store.sync_document`: the tables written into the document."""
+        """As `Store.sync_document`: the tables written into the document (the
+        one another replica made, if there is one)."""
         if not self.keeps_document:
             raise StoreError(f"{self.path}: opened without its document")
-        if self.document is None:
-            self.document = NotebookDoc()
-            self._doc_since_snapshot = DOCUMENT_SNAPSHOT_EVERY  # the first one now
         seqs = await self._append([], who, None, full=True)
         return seqs[0] if seqs else None
 
@@ -346,6 +349,9 @@ class PgStore:
     ) -> list[int]:
         if full:
             await self._catch_up()  # a projection of everything: from the latest tables
+            if self.document is None:  # the log's first document: ours
+                self.document = NotebookDoc()
+                self._doc_since_snapshot = DOCUMENT_SNAPSHOT_EVERY  # its snapshot now
         while True:
             known = await self._known_ids(batch) if careful else {}
             if batch and len(known) == len(batch):
@@ -371,9 +377,9 @@ class PgStore:
             if p.rows and not await self._write(p.rows, title):
                 # Another replica appended since our head: its events first, then again.
                 await self._undo_document()
+                await self._catch_up()
                 if full and self.document is None:
                     self.document = NotebookDoc()  # its first sync, again
-                await self._catch_up()
                 continue
             break
         # Committed: now the state, the recent rows and the counters move.
@@ -408,7 +414,10 @@ class PgStore:
         return await cur.fetchone() is not None
 
     async def _catch_up(self) -> None:
-        self._fold(await self._fetch(self.head, None))
+        rows = await self._fetch(self.head, None)
+        self._fold(rows)
+        if self.document is None and self.keeps_document and any(r[2] in DOC_EVENTS for r in rows):
+            await self._load_document()  # another replica gave the log its document
 
     async def _snapshot_document(self, doc: NotebookDoc) -> None:
         """The document as of our head, so opening it applies few updates. A cache:

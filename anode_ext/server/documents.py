@@ -170,7 +170,8 @@ class Documents:
             self._written[path] = (text, _mtime(self.root_dir / path))
             # With its hash: JupyterLab compares it before a save ("File Changed").
             model = await self._model(path)
-        room.broadcast(
+        await self.notebooks.broadcast(
+            room,
             {
                 "type": "saved",
                 "path": path,
@@ -178,7 +179,7 @@ class Documents:
                 "hash": model.get("hash"),
                 "hash_algorithm": model.get("hash_algorithm"),
                 "head": head,  # the file holds the log up to this seq
-            }
+            },
         )
         return model
 

@@ -487,6 +487,11 @@ class Notebooks:
         os.replace(tmp, self._index_path)
         return notebook_id
 
+    async def broadcast(self, room: Room, message: dict[str, Any]) -> None:
+        """A message beside the events to every subscriber of the notebook, on
+        every server that serves it (here, one)."""
+        room.broadcast(message)
+
     async def close_idle(self, idle_seconds: float) -> None:
         now = time.monotonic()
         for notebook_id, room in list(self.rooms.items()):

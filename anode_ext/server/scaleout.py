@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from pathlib import Path
@@ -22,9 +23,11 @@ from ..log.errors import StoreError
 from ..log.local import Hub
 from ..log.postgres import CHANNEL, PgHub, PgStore, connect, create_schema
 from ..log.validate import Limits
-from .rooms import Notebooks, RuntimeManager
+from .rooms import Notebooks, Room, RuntimeManager
 
 log = logging.getLogger(__name__)
+
+MESSAGES = "anode_message"  # NOTIFY payload: {"notebook", "message"} for every replica's clients
 
 PRESENCE = """
 CREATE TABLE IF NOT EXISTS anode_presence (
@@ -132,6 +135,12 @@ class PgNotebooks(Notebooks):
         return found
 
     # -- fan-out between replicas ------------------------------------------------
+    async def broadcast(self, room: Room, message: dict[str, Any]) -> None:
+        """Through the database, so every replica's subscribers have it (this
+        one's too: its listener hears its own notifications)."""
+        payload = json.dumps({"notebook": room.id, "message": message})
+        await (await self._db()).execute("SELECT pg_notify(%s, %s)", (MESSAGES, payload))
+
     async def _listen(self) -> None:
         """Wake the rooms other replicas' commits moved; reconnect when cut."""
         while True:
@@ -139,12 +148,16 @@ class PgNotebooks(Notebooks):
                 conn = await connect(self.url, "anode-listener")
                 try:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {MESSAGES}")
                     # Whatever was committed while nobody listened: every room catches up.
                     for room in list(self.rooms.values()):
                         assert isinstance(room.hub, PgHub)
                         room.hub.notify(room.store.head + 1)
                     self.listening.set()
                     async for note in conn.notifies():
+                        if note.channel == MESSAGES:
+                            self._deliver(note.payload)
+                            continue
                         notebook_id, _, head = note.payload.partition(" ")
                         moved = self.rooms.get(notebook_id)
                         if moved is not None and isinstance(moved.hub, PgHub):
@@ -158,6 +171,16 @@ class PgNotebooks(Notebooks):
             except Exception as err:
                 log.warning("the PostgreSQL listener was cut (%s); reconnecting", err)
                 await asyncio.sleep(0.5)
+
+    def _deliver(self, payload: str) -> None:
+        try:
+            note = json.loads(payload)
+            room = self.rooms.get(note["notebook"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("a message on %s that is not ours: %.100s", MESSAGES, payload)
+            return
+        if room is not None:
+            room.broadcast(note["message"])
 
     async def _presence(self) -> None:
         """Say who is connected here; learn who is connected elsewhere."""

@@ -181,3 +181,25 @@ def test_two_processes_of_eight_connections_append_gap_free_and_idempotent(postg
         assert len(acks) == 2 * (n - 1)
         for event_id, seq in acks:  # both sends of a push were acked with the stored seq
             assert seq_of[event_id] == seq
+
+
+def test_a_replica_opened_before_the_document_existed_takes_the_others(postgres_url):
+    """The document is made once: a second replica loads it (its Yjs items),
+    never projects one of its own, so a tab's keystroke applies on both."""
+    from .ybrowser import Browser
+
+    who = Identity("ana", "c1")
+    with SyncPg(postgres_url, document=True) as a:
+        cell = ev.CellCreated(cell_id="c", cell_type="code", source="x = 1", position="V")
+        a.append([("i", ev.NotebookInitialized(title="t")), ("c", cell)], who)
+        with SyncPg(postgres_url, a.id, document=True) as b:
+            assert a.document is None and b.document is None  # nobody asked yet
+            a.sync_document(who)
+            b.sync_document(who)  # loads a's document: appends nothing
+            assert b.head == a.head
+            tab = Browser(a)
+            b.push([tab.type_text("c", 5, "23")], who)  # a tab of a, through b
+            a.refresh()
+            assert a.state.t.cells["c"].source == b.state.t.cells["c"].source == "x = 123"
+            assert a.document.notebook() == b.document.notebook()
+            assert [str(c["source"]) for c in b.document.cells] == ["x = 123"]

@@ -322,7 +322,24 @@ def test_a_document_opened_on_both_replicas_is_one_log_and_the_leader_writes_it(
     assert len(ids) == 1  # the race made one log
     (nb,) = ids
     edit = {"id": _id(), "name": "v1.CellSourceChanged", "args": {"cell_id": "c1", "source": "2"}}
-    assert b.call(f"/anode/api/notebooks/{nb}/events", {"events": [edit]})[0] == 200
+
+    async def saved_on_b() -> dict[str, Any]:
+        """A tab on b (not the leader) hears that the leader saved the file."""
+        from tornado.httpclient import HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        url = f"ws://127.0.0.1:{b.port}/anode/api/notebooks/{nb}/sync"
+        ws = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {TOKEN}"}))
+        await ws.write_message(json.dumps({"type": "pull", "after": 0}))
+        await ws.write_message(json.dumps({"type": "push", "req": 1, "events": [edit]}))
+        while True:
+            msg = json.loads(await asyncio.wait_for(ws.read_message(), 30))
+            if msg["type"] == "saved":
+                ws.close()
+                return dict(msg)
+
+    saved = asyncio.run(saved_on_b())
+    assert saved["path"] == "doc.ipynb" and saved["head"] >= 1
     source = None
     for _ in range(100):
         with contextlib.suppress(Exception):  # (read while being written)

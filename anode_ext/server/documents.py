@@ -63,6 +63,7 @@ class Documents:
         self._watch: asyncio.Task[None] | None = None
         self._burst: dict[str, tuple[float, float]] = {}  # path -> (first, last) change
         notebooks.on_change.append(self.changed)
+        notebooks.on_save = self.save
 
     # -- documents -> notebooks ----------------------------------------------------
     def document(self, session_name: str) -> str | None:
@@ -145,6 +146,16 @@ class Documents:
             await self.write(path, room)
         except Exception:
             log.exception("writing %s from its log failed", path)
+
+    async def save(self, path: str, room: Room) -> dict[str, Any]:
+        """JupyterLab's Save: the file written now, with a checkpoint. Only the
+        notebook's leader writes its file: another replica asks it to and waits
+        for the leader's 'saved' (a file written from a log a few events behind
+        would read back on the leader as an edit that undoes them)."""
+        if room.hub.leading:
+            return await self.write(path, room, checkpoint=True)
+        await self.notebooks.save_at_leader(room, path)
+        return await self._model(path)
 
     async def write(self, path: str, room: Room, *, checkpoint: bool = False) -> dict[str, Any]:
         """Write the file from the log now (if it differs); the contents model, without content."""

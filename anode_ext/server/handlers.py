@@ -216,7 +216,10 @@ class DocumentHandler(_Base, APIHandler):
     async def put(self) -> None:
         path = self._path()
         room = await self.room_or_404(await self.documents.notebook_for(path))
-        self.finish(await self.documents.write(path, room, checkpoint=True))
+        try:
+            self.finish(await self.documents.save(path, room))
+        except TimeoutError as err:
+            raise web.HTTPError(503, str(err)) from None
 
 
 class NotebookDocumentHandler(_Base, APIHandler):

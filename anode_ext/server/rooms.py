@@ -376,6 +376,8 @@ class Notebooks:
         self.runtimes = runtimes
         self.rooms: dict[str, Room] = {}
         self.on_change: list[Callable[[Room], None]] = []
+        # Writes a document's file now (the documents part sets it).
+        self.on_save: Callable[[str, Room], Awaitable[Any]] | None = None
         self._opening: dict[str, asyncio.Future[Room]] = {}
         self._paths: tuple[int, dict[str, str], dict[str, str]] | None = None
 
@@ -491,6 +493,11 @@ class Notebooks:
         """A message beside the events to every subscriber of the notebook, on
         every server that serves it (here, one)."""
         room.broadcast(message)
+
+    async def save_at_leader(self, room: Room, path: str) -> None:
+        """Have the server that leads the notebook write its file (alone: this one)."""
+        if self.on_save is not None:
+            await self.on_save(path, room)
 
     async def close_idle(self, idle_seconds: float) -> None:
         now = time.monotonic()

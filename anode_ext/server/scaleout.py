@@ -61,6 +61,9 @@ class PgNotebooks(Notebooks):
         self._connecting = asyncio.Lock()
         self._by_id: dict[str, str] = {}  # notebook -> path, as far as seen
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Future[Any]] = set()
+        # Saves asked of the leader and not yet done: (notebook, path) -> (head, done).
+        self._saves: dict[tuple[str, str], list[tuple[int, asyncio.Future[None]]]] = {}
         self.listening = asyncio.Event()  # (tests) the listener is connected
 
     async def start(self) -> None:
@@ -172,6 +175,36 @@ class PgNotebooks(Notebooks):
                 log.warning("the PostgreSQL listener was cut (%s); reconnecting", err)
                 await asyncio.sleep(0.5)
 
+    async def save_at_leader(self, room: Room, path: str, timeout: float = 15.0) -> None:
+        """Ask whichever replica leads the notebook to write its file, and wait
+        until it says it has written it at our head or later."""
+        head = room.store.head
+        done = asyncio.get_running_loop().create_future()
+        key = (room.id, path)
+        self._saves.setdefault(key, []).append((head, done))
+        note = {"notebook": room.id, "save": path}
+        try:
+            await (await self._db()).execute(
+                "SELECT pg_notify(%s, %s)", (MESSAGES, json.dumps(note))
+            )
+            await asyncio.wait_for(done, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"no server leading notebook {room.id} wrote {path} in {timeout:g} s"
+            ) from None
+        finally:
+            waiting = self._saves.get(key, [])
+            if (head, done) in waiting:
+                waiting.remove((head, done))
+
+    async def _save_here(self, room: Room, path: str) -> None:
+        assert self.on_save is not None
+        try:
+            await room.hub.refresh()  # at least the head the asking replica had
+            await self.on_save(path, room)
+        except Exception:
+            log.exception("saving %s for another replica failed", path)
+
     def _deliver(self, payload: str) -> None:
         try:
             note = json.loads(payload)
@@ -179,8 +212,20 @@ class PgNotebooks(Notebooks):
         except (ValueError, KeyError, TypeError):
             log.warning("a message on %s that is not ours: %.100s", MESSAGES, payload)
             return
-        if room is not None:
-            room.broadcast(note["message"])
+        if room is None:
+            return
+        if "save" in note:  # another replica's Save: the leader writes
+            if room.hub.leading and self.on_save is not None:
+                task = asyncio.ensure_future(self._save_here(room, str(note["save"])))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            return
+        message = note["message"]
+        if message.get("type") == "saved":
+            for head, done in self._saves.get((room.id, message.get("path")), []):
+                if message.get("head", 0) >= head and not done.done():
+                    done.set_result(None)
+        room.broadcast(message)
 
     async def _presence(self) -> None:
         """Say who is connected here; learn who is connected elsewhere."""

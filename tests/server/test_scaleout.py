@@ -5,9 +5,8 @@ one claim when two replicas race."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -323,31 +322,46 @@ def test_a_document_opened_on_both_replicas_is_one_log_and_the_leader_writes_it(
     (nb,) = ids
     edit = {"id": _id(), "name": "v1.CellSourceChanged", "args": {"cell_id": "c1", "source": "2"}}
 
-    async def saved_on_b() -> dict[str, Any]:
-        """A tab on b (not the leader) hears that the leader saved the file."""
+    async def saved_on(server: Server, push: bool) -> dict[str, Any]:
+        """A tab on each replica hears that the leader saved the file (the one
+        that is not the leader only through the database)."""
         from tornado.httpclient import HTTPRequest
         from tornado.websocket import websocket_connect
 
-        url = f"ws://127.0.0.1:{b.port}/anode/api/notebooks/{nb}/sync"
-        ws = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {TOKEN}"}))
+        url = f"ws://127.0.0.1:{server.port}/anode/api/notebooks/{nb}/sync"
+        auth = {"Authorization": f"token {TOKEN}"}
+        ws = await websocket_connect(HTTPRequest(url, headers=auth))
         await ws.write_message(json.dumps({"type": "pull", "after": 0}))
-        await ws.write_message(json.dumps({"type": "push", "req": 1, "events": [edit]}))
+        if push:
+            await asyncio.sleep(0.5)  # the other tab is listening
+            await ws.write_message(json.dumps({"type": "push", "req": 1, "events": [edit]}))
         while True:
             msg = json.loads(await asyncio.wait_for(ws.read_message(), 30))
             if msg["type"] == "saved":
                 ws.close()
                 return dict(msg)
 
-    saved = asyncio.run(saved_on_b())
-    assert saved["path"] == "doc.ipynb" and saved["head"] >= 1
-    source = None
-    for _ in range(100):
-        with contextlib.suppress(Exception):  # (read while being written)
-            source = nbformat.read(tmp_path / "doc.ipynb", as_version=4).cells[0].source
-        if source == "2":
-            break
-        time.sleep(0.1)
-    assert source == "2"
+    async def both_tabs() -> list[dict[str, Any]]:
+        return list(await asyncio.gather(saved_on(a, False), saved_on(b, True)))
+
+    for saved in asyncio.run(both_tabs()):
+        assert saved["path"] == "doc.ipynb" and saved["head"] >= 2
+    assert nbformat.read(tmp_path / "doc.ipynb", as_version=4).cells[0].source == "2"
+    # Save (JupyterLab's PUT) on either replica: the leader writes, and each
+    # answers once the file holds what that replica had.
+    for k, server in enumerate((a, b)):
+        change = {"cell_id": "c1", "source": f"saved {k}"}
+        edit = {"id": _id(), "name": "v1.CellSourceChanged", "args": change}
+        assert server.call(f"/anode/api/notebooks/{nb}/events", {"events": [edit]})[0] == 200
+        req = urllib.request.Request(
+            f"{server.url}/anode/api/documents?path=doc.ipynb",
+            method="PUT",
+            headers={"Authorization": f"token {TOKEN}"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 200
+        cells = nbformat.read(tmp_path / "doc.ipynb", as_version=4).cells
+        assert cells[0].source == f"saved {k}"
 
 
 def test_the_stores_connections_cut_mid_run_lose_nothing(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,19 +60,28 @@ def postgres_server() -> Iterator[str]:
         yield pg.url
 
 
-@pytest.fixture
-def postgres_url(postgres_server: str) -> Iterator[str]:
-    """A fresh database on that server for one test (notebooks and paths of its own)."""
+@contextlib.contextmanager
+def new_database(server: str) -> Iterator[str]:
+    """A fresh database on a PostgreSQL server (its URL), dropped afterwards."""
     import uuid
 
     import psycopg
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     name = f"anode_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server, autocommit=True) as db:
+    with psycopg.connect(server, autocommit=True) as db:
         db.execute(f"CREATE DATABASE {name}")
-    params = conninfo_to_dict(postgres_server)
+    params = conninfo_to_dict(server)
     params["dbname"] = name
-    yield make_conninfo(**params)
-    with psycopg.connect(postgres_server, autocommit=True) as db:
-        db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    try:
+        yield make_conninfo(**params)
+    finally:
+        with psycopg.connect(server, autocommit=True) as db:
+            db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh database on that server for one test (notebooks and paths of its own)."""
+    with new_database(postgres_server) as url:
+        yield url

@@ -115,32 +115,35 @@ def _quantiles(xs: list[float]) -> tuple[float, float]:
     return round(statistics.median(xs), 2), round(q[98], 2)
 
 
+async def on_servers(args: argparse.Namespace, servers: list[Server]) -> list[float]:
+    """Our latencies: the writer on the first server, subscribers spread over all."""
+    nb = servers[0].create("fanout")
+    cell = {
+        "id": uuid.uuid4().hex,
+        "name": "v1.CellCreated",
+        "args": {"cell_id": "c", "cell_type": "code", "source": "", "position": "V"},
+    }
+    assert servers[0].call(f"/anode/api/notebooks/{nb}/events", {"events": [cell]})[0] == 200
+    urls = [f"ws://127.0.0.1:{s.port}/anode/api/notebooks/{nb}/sync" for s in servers]
+
+    def make(i: int, t: float) -> str:
+        event = {
+            "id": uuid.uuid4().hex,
+            "name": "v1.CellSourceChanged",
+            "args": {"cell_id": "c", "source": repr(t)},
+        }
+        return json.dumps({"type": "push", "req": i, "events": [event]})
+
+    pull = json.dumps({"type": "pull", "after": 0})
+    headers = {"Authorization": f"token {TOKEN}"}
+    return await _measure(urls, headers, pull, make, args.subscribers, args.messages, args.interval)
+
+
 async def ours(args: argparse.Namespace) -> list[float]:
     root = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     server = Server(root, "--AnodeApp.warm_runtimes=0").start()
     try:
-        nb = server.create("fanout")
-        cell = {
-            "id": uuid.uuid4().hex,
-            "name": "v1.CellCreated",
-            "args": {"cell_id": "c", "cell_type": "code", "source": "", "position": "V"},
-        }
-        assert server.call(f"/anode/api/notebooks/{nb}/events", {"events": [cell]})[0] == 200
-        url = f"ws://127.0.0.1:{server.port}/anode/api/notebooks/{nb}/sync"
-
-        def make(i: int, t: float) -> str:
-            event = {
-                "id": uuid.uuid4().hex,
-                "name": "v1.CellSourceChanged",
-                "args": {"cell_id": "c", "source": repr(t)},
-            }
-            return json.dumps({"type": "push", "req": i, "events": [event]})
-
-        pull = json.dumps({"type": "pull", "after": 0})
-        headers = {"Authorization": f"token {TOKEN}"}
-        return await _measure(
-            url, headers, pull, make, args.subscribers, args.messages, args.interval
-        )
+        return await on_servers(args, [server])
     finally:
         server.stop()
 
@@ -163,12 +166,16 @@ async def floor(args: argparse.Namespace) -> list[float]:
         proc.wait(10)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+def arguments(doc: str | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=doc)
     p.add_argument("--subscribers", type=int, default=100)
     p.add_argument("--messages", type=int, default=200)
     p.add_argument("--interval", type=float, default=0.02, help="seconds between writes")
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def main() -> None:
+    args = arguments(__doc__)
     base = asyncio.run(floor(args))
     mine = asyncio.run(ours(args))
     p50, p99 = _quantiles(mine)

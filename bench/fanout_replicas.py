@@ -19,17 +19,16 @@ import json
 import os
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fanout import ROOT, _measure, _quantiles
+from fanout import ROOT, _quantiles, arguments, on_servers
 
 sys.path.insert(0, str(ROOT))
 
-from tests.server.real import TOKEN, Server
+from tests.server.real import Server
 
 
 async def run(args: argparse.Namespace, replicas: int, url: str | None) -> list[float]:
@@ -39,29 +38,7 @@ async def run(args: argparse.Namespace, replicas: int, url: str | None) -> list[
         options.append(f"--AnodeApp.database_url={url}")
     servers = [Server(root, *options).start() for _ in range(replicas)]
     try:
-        nb = servers[0].create("fanout")
-        cell = {
-            "id": uuid.uuid4().hex,
-            "name": "v1.CellCreated",
-            "args": {"cell_id": "c", "cell_type": "code", "source": "", "position": "V"},
-        }
-        status, _ = servers[0].call(f"/anode/api/notebooks/{nb}/events", {"events": [cell]})
-        assert status == 200
-
-        def make(i: int, t: float) -> str:
-            event = {
-                "id": uuid.uuid4().hex,
-                "name": "v1.CellSourceChanged",
-                "args": {"cell_id": "c", "source": repr(t)},
-            }
-            return json.dumps({"type": "push", "req": i, "events": [event]})
-
-        urls = [f"ws://127.0.0.1:{s.port}/anode/api/notebooks/{nb}/sync" for s in servers]
-        pull = json.dumps({"type": "pull", "after": 0})
-        headers = {"Authorization": f"token {TOKEN}"}
-        return await _measure(
-            urls, headers, pull, make, args.subscribers, args.messages, args.interval
-        )
+        return await on_servers(args, servers)
     finally:
         for s in servers:
             s.stop()
@@ -85,11 +62,7 @@ def figures(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--subscribers", type=int, default=100)
-    p.add_argument("--messages", type=int, default=200)
-    p.add_argument("--interval", type=float, default=0.02, help="seconds between writes")
-    args = p.parse_args()
+    args = arguments(__doc__)
     url = os.environ.get("ANODE_DATABASE_URL")
     if url:
         fig = figures(args, url)

@@ -49,6 +49,17 @@ def stored(server: Server, nb: str) -> list[dict[str, Any]]:
     return list(body["events"])
 
 
+def assert_holds_once(server: Server, nb: str, head: int, acked: dict[str, int]) -> None:
+    """The log is seqs 1..head with no id twice, and every acknowledged event is
+    in it at the seq its acknowledgement gave."""
+    events = stored(server, nb)
+    assert [e["seq"] for e in events] == list(range(1, head + 1))
+    seq_of = {e["id"]: e["seq"] for e in events}
+    assert len(seq_of) == len(events)
+    for event_id, seq in acked.items():
+        assert seq_of[event_id] == seq, event_id
+
+
 def test_a_replica_killed_mid_run_loses_nothing_acknowledged(two: list[Server]) -> None:
     a, b = two
     nb = a.create()
@@ -86,53 +97,42 @@ def test_a_replica_killed_mid_run_loses_nothing_acknowledged(two: list[Server]) 
         return head
 
     head = asyncio.run(main())
-    events = stored(a, nb)
-    assert [e["seq"] for e in events] == list(range(1, head + 1))
-    seq_of = {e["id"]: e["seq"] for e in events}
-    assert len(seq_of) == len(events)  # nothing appended twice
     assert len(acked) == 1000
-    for event_id, seq in acked.items():  # every acknowledged event, at its seq
-        assert seq_of[event_id] == seq
+    assert_holds_once(a, nb, head, acked)
 
 
-def test_the_listener_cut_mid_run_loses_nothing(tmp_path: Path, postgres_url: str) -> None:
-    # The safety poll is set to a minute: only the listener can deliver in time.
-    a, b = (
-        replica(tmp_path, postgres_url, "--AnodeApp.database_poll_interval=60").start()
-        for _ in range(2)
-    )
-    try:
-        nb = a.create()
+# The safety poll is set to a minute: only the listener can deliver in time.
+@pytest.mark.parametrize("two", [("--AnodeApp.database_poll_interval=60",)], indirect=True)
+def test_the_listener_cut_mid_run_loses_nothing(two: list[Server], postgres_url: str) -> None:
+    a, b = two
+    nb = a.create()
 
-        async def main() -> None:
-            import psycopg
+    async def main() -> None:
+        import psycopg
 
-            watcher = await RemoteLog(b.url, nb, token=TOKEN).start()
-            writer = await RemoteLog(a.url, nb, token=TOKEN).start()
-            for i in range(200):
-                await writer.push([(_id(), ev.NotebookMetadataSet(key="k", value=i))])
-                if i == 100:
-                    async with await psycopg.AsyncConnection.connect(
-                        postgres_url, autocommit=True
-                    ) as db:
-                        cur = await db.execute(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE application_name = 'anode-listener'"
-                        )
-                        assert len(await cur.fetchall()) == 2  # one per replica
-            head = writer.state.t.head
-            assert await watcher.wait(head - 1, 15), (watcher.state.t.head, head)
-            assert watcher.state.t == writer.state.t
-            # and after the cut, the reconnected listener still delivers at once
-            await writer.push([(_id(), ev.NotebookMetadataSet(key="k", value="after"))])
-            assert await watcher.wait(head, 5)
-            await watcher.close()
-            await writer.close()
+        watcher = await RemoteLog(b.url, nb, token=TOKEN).start()
+        writer = await RemoteLog(a.url, nb, token=TOKEN).start()
+        for i in range(200):
+            await writer.push([(_id(), ev.NotebookMetadataSet(key="k", value=i))])
+            if i == 100:
+                async with await psycopg.AsyncConnection.connect(
+                    postgres_url, autocommit=True
+                ) as db:
+                    cur = await db.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = 'anode-listener'"
+                    )
+                    assert len(await cur.fetchall()) == 2  # one per replica
+        head = writer.state.t.head
+        assert await watcher.wait(head - 1, 15), (watcher.state.t.head, head)
+        assert watcher.state.t == writer.state.t
+        # and after the cut, the reconnected listener still delivers at once
+        await writer.push([(_id(), ev.NotebookMetadataSet(key="k", value="after"))])
+        assert await watcher.wait(head, 5)
+        await watcher.close()
+        await writer.close()
 
-        asyncio.run(main())
-    finally:
-        a.stop()
-        b.stop()
+    asyncio.run(main())
 
 
 def test_a_claim_race_between_replicas_appends_one_claim(two: list[Server]) -> None:
@@ -174,53 +174,48 @@ def test_a_claim_race_between_replicas_appends_one_claim(two: list[Server]) -> N
     assert json.dumps(stored(a, nb)) == json.dumps(stored(b, nb))
 
 
+@pytest.mark.parametrize("two", [("--AnodeApp.runtime_lost_after=2",)], indirect=True)
 def test_the_leader_killed_mid_execution_fails_it_and_the_survivor_runs_the_rest(
-    tmp_path: Path, postgres_url: str
+    two: list[Server],
 ) -> None:
     from anode_ext.runtime.run import wait_final, wait_state
 
-    lost_after = "--AnodeApp.runtime_lost_after=2"
-    a = replica(tmp_path, postgres_url, lost_after).start()
-    b = replica(tmp_path, postgres_url, lost_after).start()
-    try:
-        nb = a.create()  # a opens the notebook first: a leads it
+    a, b = two  # a opens the notebook first: a leads it
+    nb = a.create()  # a opens the notebook first: a leads it
 
-        async def main() -> None:
-            user = await RemoteLog([b.url], nb, token=TOKEN).start()
-            slow, rest = _id(), _id()
-            await user.push(
-                [
-                    (_id(), ev.CellCreated(cell_id="c", cell_type="code", source="", position="V")),
-                    (
-                        _id(),
-                        ev.ExecutionRequested(
-                            execution_id=slow,
-                            cell_id="c",
-                            code="import time\nfor _ in range(600): time.sleep(0.1)",
-                        ),
+    async def main() -> None:
+        user = await RemoteLog([b.url], nb, token=TOKEN).start()
+        slow, rest = _id(), _id()
+        await user.push(
+            [
+                (_id(), ev.CellCreated(cell_id="c", cell_type="code", source="", position="V")),
+                (
+                    _id(),
+                    ev.ExecutionRequested(
+                        execution_id=slow,
+                        cell_id="c",
+                        code="import time\nfor _ in range(600): time.sleep(0.1)",
                     ),
-                    (_id(), ev.ExecutionRequested(execution_id=rest, cell_id="c", code="6 * 7")),
-                ]
-            )
-            assert await wait_state(user, slow, {"executing"}, 120)
-            session = user.state.t.executions[slow].session_id
-            a.kill()
-            assert await wait_final(user, slow, 60)
-            row = user.state.t.executions[slow]
-            assert row.state == "failed" and "runtime lost" in (row.reason or ""), row
-            assert user.state.t.runtimes[session].state == "ended"
-            assert await wait_final(user, rest, 120)
-            done = user.state.t.executions[rest]
-            assert done.state == "completed" and done.session_id != session
-            await user.close()
+                ),
+                (_id(), ev.ExecutionRequested(execution_id=rest, cell_id="c", code="6 * 7")),
+            ]
+        )
+        assert await wait_state(user, slow, {"executing"}, 120)
+        session = user.state.t.executions[slow].session_id
+        a.kill()
+        assert await wait_final(user, slow, 60)
+        row = user.state.t.executions[slow]
+        assert row.state == "failed" and "runtime lost" in (row.reason or ""), row
+        assert user.state.t.runtimes[session].state == "ended"
+        assert await wait_final(user, rest, 120)
+        done = user.state.t.executions[rest]
+        assert done.state == "completed" and done.session_id != session
+        await user.close()
 
-        asyncio.run(main())
-        state = b.state(nb)
-        cell = next(c for c in state["cells"] if c["id"] == "c")
-        assert cell["outputs"][0]["data"]["text/plain"] == "42"
-    finally:
-        a.stop()
-        b.stop()
+    asyncio.run(main())
+    state = b.state(nb)
+    cell = next(c for c in state["cells"] if c["id"] == "c")
+    assert cell["outputs"][0]["data"]["text/plain"] == "42"
 
 
 def test_clients_through_haproxy_survive_a_replica_killed(
@@ -256,43 +251,32 @@ def test_clients_through_haproxy_survive_a_replica_killed(
                 await c.close()
             return head
 
-        head = asyncio.run(main())
-        events = stored(a, nb)
-        assert [e["seq"] for e in events] == list(range(1, head + 1))
-        seq_of = {e["id"]: e["seq"] for e in events}
-        assert all(seq_of[i] == s for i, s in acked.items())
+        assert_holds_once(a, nb, asyncio.run(main()), acked)
     finally:
         proxy.stop()
 
 
-def test_a_runtime_connected_to_another_replica_is_not_reaped(
-    tmp_path: Path, postgres_url: str
-) -> None:
-    lost_after = "--AnodeApp.runtime_lost_after=1"
-    a = replica(tmp_path, postgres_url, lost_after).start()
-    b = replica(tmp_path, postgres_url, lost_after).start()
-    try:
-        nb = a.create()  # a leads, and reaps
+@pytest.mark.parametrize("two", [("--AnodeApp.runtime_lost_after=1",)], indirect=True)
+def test_a_runtime_connected_to_another_replica_is_not_reaped(two: list[Server]) -> None:
+    a, b = two
+    nb = a.create()  # a leads, and reaps
 
-        async def main() -> None:
-            watcher = await RemoteLog(a.url, nb, token=TOKEN).start()
-            runtime = await RemoteLog(b.url, nb, token=TOKEN).start()
-            sid = _id()
-            await runtime.push([(_id(), ev.RuntimeSessionStarted(session_id=sid, info={}))])
-            await asyncio.sleep(4)  # four times runtime_lost_after
-            assert watcher.state.t.runtimes[sid].state == "live"
-            await runtime.close()  # now it is gone from every replica
-            for _ in range(100):
-                if watcher.state.t.runtimes[sid].state == "ended":
-                    break
-                await asyncio.sleep(0.1)
-            assert "runtime lost" in (watcher.state.t.runtimes[sid].reason or "")
-            await watcher.close()
+    async def main() -> None:
+        watcher = await RemoteLog(a.url, nb, token=TOKEN).start()
+        runtime = await RemoteLog(b.url, nb, token=TOKEN).start()
+        sid = _id()
+        await runtime.push([(_id(), ev.RuntimeSessionStarted(session_id=sid, info={}))])
+        await asyncio.sleep(4)  # four times runtime_lost_after
+        assert watcher.state.t.runtimes[sid].state == "live"
+        await runtime.close()  # now it is gone from every replica
+        for _ in range(100):
+            if watcher.state.t.runtimes[sid].state == "ended":
+                break
+            await asyncio.sleep(0.1)
+        assert "runtime lost" in (watcher.state.t.runtimes[sid].reason or "")
+        await watcher.close()
 
-        asyncio.run(main())
-    finally:
-        a.stop()
-        b.stop()
+    asyncio.run(main())
 
 
 def test_a_document_opened_on_both_replicas_is_one_log_and_the_leader_writes_it(
@@ -395,8 +379,4 @@ def test_the_stores_connections_cut_mid_run_lose_nothing(
         await writer.close()
         return head
 
-    head = asyncio.run(main())
-    events = stored(b, nb)
-    assert [e["seq"] for e in events] == list(range(1, head + 1))
-    seq_of = {e["id"]: e["seq"] for e in events}
-    assert all(seq_of[i] == s for i, s in acked.items())
+    assert_holds_once(b, nb, asyncio.run(main()), acked)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import assets
-from .node import find_node, sandbox_command, unshare_available
+from .node import NODE_ENV, find_node, sandbox_command, unshare_available
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def popen(cmd: Sequence[str], cwd: str, pass_fds: Sequence[int]) -> subprocess.P
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=cwd,
-        env={},
+        env=NODE_ENV,
         pass_fds=tuple(pass_fds),
         start_new_session=True,
     )

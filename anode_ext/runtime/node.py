@@ -10,6 +10,10 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+# Node's environment: nothing of ours, but two glibc malloc arenas instead of
+# one per thread (V8's and libuv's threads kept ~7 MB of freed memory in theirs).
+NODE_ENV = {"MALLOC_ARENA_MAX": "2"}
+
 
 class NodeNotFound(RuntimeError):
     """No usable Node.js executable."""

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from .node import NODE_ENV
 from .protocol import HostDied
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ class NodeProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=cwd,
-            env={},
+            env=NODE_ENV,
             pass_fds=tuple(pass_fds),
             start_new_session=True,
             limit=STREAM_LIMIT,

@@ -177,6 +177,7 @@ class AnodeApp(ExtensionApp):
     async def stop_extension(self) -> None:
         if self._janitor is not None:
             self._janitor.cancel()
+            self._starting.cancel()
         if self.kernels is not None:
             serve_joins(None)
         await self.documents.stop()

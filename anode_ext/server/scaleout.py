@@ -67,7 +67,10 @@ class PgNotebooks(Notebooks):
         self.listening = asyncio.Event()  # (tests) the listener is connected
 
     async def start(self) -> None:
-        await self._db()
+        try:
+            await self._db()
+        except Exception as err:  # the loops below and the next request try again
+            log.warning("PostgreSQL is not reachable yet: %s", err)
         self._tasks = [
             asyncio.ensure_future(self._listen()),
             asyncio.ensure_future(self._presence()),

@@ -20,7 +20,7 @@ from . import catalogue as ev
 from . import rules
 from .catalogue import Event
 from .document import NotebookDoc, decode_update, encode_update
-from .envelope import Envelope
+from .envelope import ARG_DECODERS, Envelope
 from .errors import Refused
 from .materialize import Batch, fold
 from .rules import Identity
@@ -211,6 +211,14 @@ def apply_document_rows(doc: NotebookDoc, rows: list[tuple[str, str]]) -> int:
             doc.apply(decode_update(UPDATE.decode(args).update))
             count += 1
     return count
+
+
+def decode_rows(rows: list[Row]) -> list[Envelope]:
+    """Stored rows as envelopes with typed args."""
+    return [
+        Envelope(seq, i, name, ARG_DECODERS[name].decode(args), client_id, user, at)
+        for seq, i, name, args, client_id, user, at in rows
+    ]
 
 
 def envelope_json(row: tuple[Any, ...]) -> bytes:

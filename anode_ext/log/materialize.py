@@ -9,7 +9,7 @@ functions gives the tables the store kept incrementally.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -156,6 +156,15 @@ class Batch:
             self.state.pending = pending
 
         return put_back
+
+
+def fold_all(state: State, envelopes: Iterable[Envelope]) -> State:
+    """Committed events folded into `state`, in order (replays and catch-ups)."""
+    batch = Batch(state, undo=False)
+    for env in envelopes:
+        fold(batch, env)
+    batch.commit()
+    return state
 
 
 def fold(batch: Batch, env: Envelope) -> None:

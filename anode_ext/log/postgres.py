@@ -28,15 +28,16 @@ from .core import (
     Row,
     apply_document_rows,
     check_known,
+    decode_rows,
     envelope_json,
     plan,
     unique_ids,
 )
 from .document import NotebookDoc
-from .envelope import ARG_DECODERS, Envelope
+from .envelope import Envelope
 from .errors import Refused, StoreError
 from .local import Hub
-from .materialize import Batch, fold
+from .materialize import fold_all
 from .rules import Identity
 from .state import State
 from .validate import Limits, convert_batch, decode_batch
@@ -257,14 +258,7 @@ class PgStore:
         state, the document and the recent rows."""
         if not rows:
             return
-        envelopes = [
-            Envelope(seq, i, name, ARG_DECODERS[name].decode(args), client_id, user, at)
-            for seq, i, name, args, client_id, user, at in rows
-        ]
-        batch = Batch(self.state, undo=False)
-        for env in envelopes:
-            fold(batch, env)
-        batch.commit()
+        fold_all(self.state, decode_rows(rows))
         self._recent.extend(rows)
         if self.document is not None:
             self._doc_since_snapshot += apply_document_rows(
@@ -478,12 +472,7 @@ class PgStore:
         return [envelope_json(r) for r in await self._fetch(after, self.head, limit)]
 
     async def events(self, after: int = 0, limit: int | None = None) -> list[Envelope]:
-        return [
-            Envelope(seq, i, name, ARG_DECODERS[name].decode(args), client_id, user, at)
-            for seq, i, name, args, client_id, user, at in await self._fetch(
-                after, self.head, limit
-            )
-        ]
+        return decode_rows(await self._fetch(after, self.head, limit))
 
     async def state_at(self, seq: int) -> State:
         """The state right after event `seq`: nearest checkpoint, then replay."""
@@ -498,11 +487,7 @@ class PgStore:
         )
         row = await cur.fetchone()
         state = State.decode(row[0]) if row else State()
-        batch = Batch(state, undo=False)
-        for env in await self.events(state.t.head, seq - state.t.head):
-            fold(batch, env)
-        batch.commit()
-        return state
+        return fold_all(state, await self.events(state.t.head, seq - state.t.head))
 
     async def replay_document(self) -> NotebookDoc:
         """The document from every update in the log, ignoring snapshots."""
@@ -512,12 +497,7 @@ class PgStore:
 
     async def replay(self) -> State:
         """The state folded from zero, ignoring every checkpoint."""
-        state = State()
-        batch = Batch(state, undo=False)
-        for env in await self.events():
-            fold(batch, env)
-        batch.commit()
-        return state
+        return fold_all(State(), await self.events())
 
 
 class PgHub(Hub):
@@ -558,10 +538,7 @@ class PgHub(Hub):
         rows = self.store.cached_rows(after)
         if rows is None:
             raise StoreError(f"{self.store.path}: events after {after} are not in memory")
-        return [
-            Envelope(seq, i, name, ARG_DECODERS[name].decode(args), client_id, user, at)
-            for seq, i, name, args, client_id, user, at in rows
-        ]
+        return decode_rows(rows)
 
     async def events_json(self, after: int = 0, limit: int | None = None) -> list[bytes]:
         return await self.store.events_json(after, limit)

@@ -27,14 +27,15 @@ from .core import (
     Item,
     apply_document_rows,
     check_known,
+    decode_rows,
     envelope_json,
     plan,
     unique_ids,
 )
 from .document import NotebookDoc, decode_update
-from .envelope import ARG_DECODERS, Envelope
+from .envelope import Envelope
 from .errors import Refused, StoreError
-from .materialize import Batch, fold
+from .materialize import Batch, fold, fold_all
 from .rules import Identity
 from .state import State
 from .validate import Limits, convert_batch, decode_batch
@@ -369,10 +370,7 @@ class Store:
 
     # -- reading ---------------------------------------------------------------
     def events(self, after: int = 0, limit: int | None = None) -> list[Envelope]:
-        return [
-            Envelope(seq, i, name, ARG_DECODERS[name].decode(args), client_id, user, at)
-            for seq, i, name, args, client_id, user, at in self._rows(after, limit)
-        ]
+        return decode_rows(self._rows(after, limit))
 
     def events_json(self, after: int = 0, limit: int | None = None) -> list[bytes]:
         """Envelopes as wire JSON, in seq order."""
@@ -436,12 +434,7 @@ class Store:
 
     def replay(self) -> State:
         """The state folded from zero, ignoring every table and checkpoint."""
-        state = State()
-        batch = Batch(state, undo=False)
-        for env in self.iter_events():
-            fold(batch, env)
-        batch.commit()
-        return state
+        return fold_all(State(), self.iter_events())
 
 
 class _SeenBefore(Exception):

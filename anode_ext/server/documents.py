@@ -31,7 +31,7 @@ from ..log.ipynb import (
     read_notebook,
     validated,
 )
-from ..log.materialize import Batch, fold
+from ..log.materialize import fold_all
 from ..log.rules import ALL_RIGHTS, Identity
 from ..log.state import State
 from .rooms import SERVER, Notebooks, Room
@@ -266,11 +266,8 @@ class Documents:
 def disk_update(state: State, document: NotebookDoc, nb: Any) -> bytes:
     """The Yjs update that turns `document` into the notebook `nb` (read from a file),
     made on a copy: the log appends it as any client's update."""
-    scratch = State()
-    batch = Batch(scratch, undo=False)
-    for seq, event in enumerate(import_events(validated(nb)), 1):
-        fold(batch, Envelope(seq, "", event.name, event, "disk", "disk", 0))
-    batch.commit()
+    events = enumerate(import_events(validated(nb)), 1)
+    scratch = fold_all(State(), (Envelope(n, "", e.name, e, "disk", "disk", 0) for n, e in events))
     copy = NotebookDoc(document.encode(), client_id=None)
     # What the file cannot say (the queue, who runs what) stays as the log has it.
     scratch.t.executions = state.t.executions

@@ -9,6 +9,7 @@ the same state and the same event JSON for the same log.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,11 @@ class Plan:
         return self.batch.set_aside()
 
 
+def now_ms() -> int:
+    """The server's time for `at` (when the caller gives none)."""
+    return int(time.time() * 1000)
+
+
 def unique_ids(batch: list[Item]) -> None:
     """Refuse a batch that names one id twice (the second could never be stored)."""
     first: dict[str, int] = {}
@@ -81,7 +87,7 @@ def plan(
     doc: NotebookDoc | None,
     batch: list[Item],
     who: Identity,
-    now: int,
+    now: int | None,
     known: dict[str, int],
     *,
     full: bool = False,
@@ -92,7 +98,7 @@ def plan(
     kept in the state; `touched` was called if the document may have changed."""
     b = Batch(state)
     out = Plan(b)
-    at = max(now, state.t.last_at)
+    at = max(now if now is not None else now_ms(), state.t.last_at)
     user, client_id = who.user, who.client_id
     unprojected = False  # typed events since the document last said what the tables say
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -106,10 +105,6 @@ WITH moved AS (
 )
 SELECT pg_notify('{CHANNEL}', %s) FROM moved
 """
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 async def connect(url: str, name: str = "anode") -> psycopg.AsyncConnection[Any]:
@@ -356,7 +351,7 @@ class PgStore:
                 doc,
                 batch,
                 who,
-                now if now is not None else _now_ms(),
+                now,
                 known,
                 full=full,
                 touched=self._touch_document,

@@ -13,7 +13,6 @@ import itertools
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,10 +46,6 @@ DOCUMENT_SNAPSHOT_EVERY = 500
 # Rows kept in memory after their commit, for readers at the head.
 RECENT_ROWS = 512
 _SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Store:
@@ -265,7 +260,7 @@ class Store:
             doc,
             batch,
             who,
-            now if now is not None else _now_ms(),
+            now,
             known,
             full=full,
             touched=self._touch_document,

@@ -48,8 +48,7 @@ class Both:
             ids = (uuid.UUID(int=(seed + k) % 2**128, version=4) for k in itertools.count())
             with (
                 mock.patch("anode_ext.log.core.uuid.uuid4", ids.__next__),
-                mock.patch("anode_ext.log.store._now_ms", lambda: now),
-                mock.patch("anode_ext.log.postgres._now_ms", lambda: now),
+                mock.patch("anode_ext.log.core.now_ms", lambda: now),
             ):
                 try:
                     outcomes.append(("ok", call(store)))

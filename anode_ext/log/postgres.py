@@ -1,14 +1,16 @@
 """A notebook's log in PostgreSQL, shared by several server replicas.
 
-The database orders each log: an append locks the notebook's head row
-(`SELECT … FOR UPDATE`), so seqs are gap-free and in commit order, and the
-unique (notebook, id) index makes a retried push return its first seqs.
-Every replica folds the same rows through the same core as the SQLite store.
+The database orders each log: an append moves (and so locks) the notebook's
+head row only where this replica folded to, in the statement that inserts
+its rows, so seqs are gap-free and in commit order; the unique (notebook, id)
+index makes a retried push return its first seqs. Every replica folds the
+same rows through the same core as the SQLite store.
 
 The state a reader sees in memory is always a committed one: a push is
-checked and folded (`core.plan`), undone, written, and folded again once the
-commit has succeeded. The document is the exception: a browser's update is
-applied to it while the push is written, and reloaded if the write fails.
+checked and folded (`core.plan`), set aside while it is written, and put back
+once the commit has succeeded. The document is the exception: a browser's
+update is applied to it while the push is written, and reloaded if the write
+fails.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,6 +49,8 @@ try:  # the `postgres` extra
     from psycopg import errors as pg_errors
 except ImportError:  # pragma: no cover - only without the extra
     psycopg = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY = 2000
 DOCUMENT_SNAPSHOT_EVERY = 500
@@ -502,6 +507,8 @@ class PgHub(Hub):
     def __init__(self, store: PgStore, *, poll_interval: float = 5.0) -> None:
         super().__init__(poll_interval=poll_interval)
         self.store: PgStore = store
+        self._catching: asyncio.Future[None] | None = None
+        self._wanted = 0  # the highest head another replica announced
 
     async def push_json(self, raw: bytes, who: Identity) -> list[int]:
         try:
@@ -516,15 +523,28 @@ class PgHub(Hub):
             self.wake()
 
     async def refresh(self) -> None:
-        if await self.store.refresh():
+        try:
+            moved = await self.store.refresh()
+        except Exception as err:  # the database is away: the next poll or note tries again
+            log.warning("%s: cannot read new events: %s", self.store.path, err)
+            return
+        if moved:
             self.wake()
 
     def notify(self, head: int) -> None:
-        """Another replica committed up to `head`: read it (once) and wake the waiters."""
+        """Another replica committed up to `head`: read it and wake the waiters. One
+        catch-up at a time; a notification that comes during one extends it (the
+        rows it announces may have committed after that catch-up's read)."""
+        self._wanted = max(self._wanted, head)
         if head > self.store.head and (self._catching is None or self._catching.done()):
-            self._catching = asyncio.ensure_future(self.refresh())
+            self._catching = asyncio.ensure_future(self._catch_up())
 
-    _catching: asyncio.Future[None] | None = None
+    async def _catch_up(self) -> None:
+        while self.store.head < self._wanted:
+            before = self.store.head
+            await self.refresh()
+            if self.store.head == before:
+                return  # nothing more to read now: the poll looks again
 
     def cached_json(self, after: int, limit: int | None = None) -> list[bytes] | None:
         return self.store.cached_json(after, limit)

@@ -64,7 +64,6 @@ class PgNotebooks(Notebooks):
         self._background: set[asyncio.Future[Any]] = set()
         # Saves asked of the leader and not yet done: (notebook, path) -> (head, done).
         self._saves: dict[tuple[str, str], list[tuple[int, asyncio.Future[None]]]] = {}
-        self.listening = asyncio.Event()  # (tests) the listener is connected
 
     async def start(self) -> None:
         try:
@@ -144,8 +143,11 @@ class PgNotebooks(Notebooks):
     async def broadcast(self, room: Room, message: dict[str, Any]) -> None:
         """Through the database, so every replica's subscribers have it (this
         one's too: its listener hears its own notifications)."""
-        payload = json.dumps({"notebook": room.id, "message": message})
-        await (await self._db()).execute("SELECT pg_notify(%s, %s)", (MESSAGES, payload))
+        await self._tell({"notebook": room.id, "message": message})
+
+    async def _tell(self, note: dict[str, Any]) -> None:
+        """A note to every replica's listener (this one's too)."""
+        await (await self._db()).execute("SELECT pg_notify(%s, %s)", (MESSAGES, json.dumps(note)))
 
     async def _listen(self) -> None:
         """Wake the rooms other replicas' commits moved; reconnect when cut."""
@@ -159,7 +161,6 @@ class PgNotebooks(Notebooks):
                     for room in list(self.rooms.values()):
                         assert isinstance(room.hub, PgHub)
                         room.hub.notify(room.store.head + 1)
-                    self.listening.set()
                     async for note in conn.notifies():
                         if note.channel == MESSAGES:
                             self._deliver(note.payload)
@@ -169,7 +170,6 @@ class PgNotebooks(Notebooks):
                         if moved is not None and isinstance(moved.hub, PgHub):
                             moved.hub.notify(int(head))
                 finally:
-                    self.listening.clear()
                     with contextlib.suppress(Exception):
                         await conn.close()
             except asyncio.CancelledError:
@@ -185,11 +185,8 @@ class PgNotebooks(Notebooks):
         done = asyncio.get_running_loop().create_future()
         key = (room.id, path)
         self._saves.setdefault(key, []).append((head, done))
-        note = {"notebook": room.id, "save": path}
         try:
-            await (await self._db()).execute(
-                "SELECT pg_notify(%s, %s)", (MESSAGES, json.dumps(note))
-            )
+            await self._tell({"notebook": room.id, "save": path})
             await asyncio.wait_for(done, timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(

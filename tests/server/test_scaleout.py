@@ -380,3 +380,31 @@ def test_the_stores_connections_cut_mid_run_lose_nothing(
         return head
 
     assert_holds_once(b, nb, asyncio.run(main()), acked)
+
+
+@pytest.mark.parametrize("two", [("--AnodeApp.runtime_lost_after=1",)], indirect=True)
+def test_an_idle_notebook_whose_connections_were_cut_still_serves(
+    two: list[Server], postgres_url: str
+) -> None:
+    """The cut is met by a room's poll, not by a push: the room goes on."""
+    a, b = two
+    nb = a.create()
+
+    async def main() -> None:
+        import psycopg
+
+        watcher = await RemoteLog(b.url, nb, token=TOKEN).start()
+        writer = await RemoteLog(a.url, nb, token=TOKEN).start()
+        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as db:
+            await db.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'anode'"
+            )
+        await asyncio.sleep(2)  # several polls of both rooms meet the cut
+        await writer.push([(_id(), ev.NotebookMetadataSet(key="k", value="after"))])
+        assert await watcher.wait(writer.state.t.head - 1, 10)
+        assert watcher.state.t == writer.state.t
+        await watcher.close()
+        await writer.close()
+
+    asyncio.run(main())

@@ -80,7 +80,10 @@ class Subscriber:
         page = self.room.page(self.cursor)
         if page is None:  # not in memory: read it, then go on from the flush
             return asyncio.ensure_future(self._read(self.cursor))
-        count, message = page
+        return self._send(*page)
+
+    def _send(self, count: int, message: str) -> Awaitable[None] | None:
+        """Write one page of `count` events; None when the connection is gone."""
         # The first answer to a pull goes out even when empty: its head tells
         # the client it is up to date.
         self._answered = True
@@ -95,11 +98,10 @@ class Subscriber:
     async def _read(self, cursor: int) -> None:
         """Send a page the hub had to read (a reconnect far behind)."""
         count, message = await self.room.read(cursor)
-        if cursor != self.cursor:
-            return
-        self._answered = True
-        await self.conn.write(message)
-        self.cursor += count
+        if cursor == self.cursor:
+            flushed = self._send(count, message)
+            if flushed is not None:
+                await flushed
 
     async def _drain(self, flushed: Awaitable[None] | None) -> None:
         while flushed is not None:

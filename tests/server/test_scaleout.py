@@ -408,3 +408,24 @@ def test_an_idle_notebook_whose_connections_were_cut_still_serves(
         await writer.close()
 
     asyncio.run(main())
+
+
+def test_a_client_far_behind_gets_the_events_a_replica_must_read(two: list[Server]) -> None:
+    """b opens the notebook from its checkpoint (seq 2000): a pull from 0 is read
+    from the database, page by page, in order."""
+    a, b = two
+    nb = a.create()
+    for _ in range(21):
+        batch = [
+            {"id": _id(), "name": "v1.NotebookMetadataSet", "args": {"key": "k", "value": i}}
+            for i in range(100)
+        ]
+        assert a.call(f"/anode/api/notebooks/{nb}/events", {"events": batch})[0] == 200
+
+    async def main() -> None:
+        reader = await RemoteLog(b.url, nb, token=TOKEN).start()
+        assert await reader.wait(2100, 30)
+        assert reader.state.t.head == 2101
+        await reader.close()
+
+    asyncio.run(main())

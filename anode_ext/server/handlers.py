@@ -26,7 +26,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..log import Identity
 from ..log.document import encode_update
-from ..log.errors import Refused
+from ..log.errors import Refused, StoreError
 from ..log.ipynb import NotebookFormatError, export_notebook, import_events
 from ..log.state import State
 from ..log.sync import ProtocolError, PullMessage, PushMessage, parse_message
@@ -45,6 +45,19 @@ ACTIONS = ("read", "write", "execute")
 
 class _Base(ExtensionHandlerMixin):
     auth_resource = AUTH_RESOURCE
+
+    def _unavailable(self, status_code: int, kwargs: dict[str, Any]) -> int:
+        """A store that cannot be used (its database unreachable, its file not a
+        store) answers 503 with why, not a bare 500: an HTTPError in its place."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if not isinstance(exc, StoreError):
+            return status_code
+        self.set_status(503)  # type: ignore[attr-defined]
+        kwargs["exc_info"] = (web.HTTPError, web.HTTPError(503, str(exc)), None)
+        return 503
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        super().write_error(self._unavailable(status_code, kwargs), **kwargs)  # type: ignore[misc]
 
     @property
     def notebooks(self) -> Notebooks:
@@ -177,6 +190,7 @@ class EventsHandler(_Base, APIHandler):
         if self.request.method != "POST":
             super().write_error(status_code, **kwargs)
             return
+        self._unavailable(status_code, kwargs)
         exc = kwargs.get("exc_info", (None, None, None))[1]
         reason = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else None
         self.set_header("Content-Type", "application/json")

@@ -28,6 +28,7 @@ CELL_FIELDS: dict[str, frozenset[str]] = {
 }
 UNKNOWN_CELL_FIELDS: frozenset[str] = frozenset(("id", "metadata"))
 CompletionStatus = Literal["ok", "error", "aborted"]
+CommOrigin = Literal["runtime", "client"]
 JSONValue = Any
 
 
@@ -360,6 +361,64 @@ class ExecutionFailed(Event, frozen=True):
     reason: str
 
 
+# --- comms (Jupyter's channels between Python objects and front ends) ------
+
+
+class CommOpened(Event, frozen=True):
+    """A comm opened in the interpreter of runtime session `session_id`: by its Python
+    (`origin` runtime: ipywidgets creating a widget) or by a front end (`client`: a
+    widget manager asking for the states). A comm lives as long as its session. `buffers`
+    are binary parts (base64); `execution_id` is the execution that was running."""
+
+    name: ClassVar[str] = "v1.CommOpened"
+    right: ClassVar[str] = "execute"
+    comm_id: str
+    session_id: str
+    target_name: str
+    origin: CommOrigin
+    data: dict[str, JSONValue] = {}
+    metadata: dict[str, JSONValue] = {}
+    buffers: list[str] = []
+    target_module: str | None = None
+    execution_id: str | None = None
+
+
+class CommMessage(Event, frozen=True):
+    """A message on an open comm, from its runtime's Python or from a front end (which
+    the runtime hands to Python in log order, during a running cell too)."""
+
+    name: ClassVar[str] = "v1.CommMessage"
+    right: ClassVar[str] = "execute"
+    comm_id: str
+    origin: CommOrigin
+    data: dict[str, JSONValue] = {}
+    metadata: dict[str, JSONValue] = {}
+    buffers: list[str] = []
+    execution_id: str | None = None
+
+
+class CommClosed(Event, frozen=True):
+    name: ClassVar[str] = "v1.CommClosed"
+    right: ClassVar[str] = "execute"
+    comm_id: str
+    origin: CommOrigin
+    data: dict[str, JSONValue] = {}
+    metadata: dict[str, JSONValue] = {}
+    buffers: list[str] = []
+    execution_id: str | None = None
+
+
+class CommsDelivered(Event, frozen=True):
+    """The runtime session handed Python every front end's comm event for it up to `seq`
+    (and Python handled them): a front end's message was taken, as a claim takes an
+    execution. A kernel answers a front end's comm message once it is delivered."""
+
+    name: ClassVar[str] = "v1.CommsDelivered"
+    right: ClassVar[str] = "runtime"
+    session_id: str
+    seq: int
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     NotebookInitialized,
     NotebookMetadataSet,
@@ -388,6 +447,10 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ExecutionCompleted,
     ExecutionCancelled,
     ExecutionFailed,
+    CommOpened,
+    CommMessage,
+    CommClosed,
+    CommsDelivered,
 )
 
 CATALOGUE: dict[str, type[Event]] = {t.name: t for t in EVENT_TYPES}

@@ -24,6 +24,7 @@ from .state import (
     FAILED,
     PENDING,
     CellRow,
+    CommRow,
     Dirty,
     ExecutionRow,
     InputRow,
@@ -80,6 +81,10 @@ class Batch:
 
     def runtime(self, session_id: str) -> RuntimeRow:
         row: RuntimeRow = self._touch("runtimes", session_id)
+        return row
+
+    def comm(self, comm_id: str) -> CommRow:
+        row: CommRow = self._touch("comms", comm_id)
         return row
 
     def outputs(self, key: str) -> OutputList:
@@ -353,6 +358,9 @@ def _outputs_cleared(b: Batch, e: ev.OutputsCleared, env: Envelope) -> None:
 def _session_started(b: Batch, e: ev.RuntimeSessionStarted, env: Envelope) -> None:
     row = RuntimeRow(e.session_id, "live", env.user, env.client_id, env.at, info=dict(e.info))
     b.put("runtimes", e.session_id, row)
+    # A new interpreter: the widgets an ended one left (kept for export until now) are gone.
+    for comm_id in [c.comm_id for c in b.t.comms.values() if not c.live]:
+        b.drop("comms", comm_id)
 
 
 def _session_ended(b: Batch, e: ev.RuntimeSessionEnded, env: Envelope) -> None:
@@ -360,6 +368,9 @@ def _session_ended(b: Batch, e: ev.RuntimeSessionEnded, env: Envelope) -> None:
     rt.state = "ended"
     rt.reason = e.reason
     rt.ended_at = env.at
+    for comm in list(b.t.comms.values()):
+        if comm.session_id == e.session_id and comm.live:
+            b.comm(comm.comm_id).live = False
     if rt.holding is not None:
         ex = b.execution(rt.holding)
         if ex.state == EXECUTING:
@@ -473,6 +484,58 @@ def _input_replied(b: Batch, e: ev.InputReplied, env: Envelope) -> None:
     req.value = e.value
 
 
+# --- comms -------------------------------------------------------------------
+
+WIDGET_TARGET = "jupyter.widget"
+_UPDATES = frozenset(("update", "echo_update"))
+_PATH_ENC = msgspec.json.Encoder()
+
+
+def _widget_state(row: CommRow, data: dict[str, Any], buffers: list[str]) -> None:
+    """A widget's state after an open or update (ipywidgets' protocol 2): its keys
+    replaced, binary parts placed by their path."""
+    state = data.get("state")
+    if not isinstance(state, dict):
+        return
+    row.state = {**row.state, **state}
+    kept = {
+        path: buf for path, buf in row.buffers.items() if msgspec.json.decode(path)[0] not in state
+    }
+    paths = data.get("buffer_paths")
+    for path, buf in zip(paths if isinstance(paths, list) else [], buffers, strict=False):
+        if isinstance(path, list) and path:
+            kept[_PATH_ENC.encode(path).decode()] = buf
+    row.buffers = kept
+
+
+def _comm_opened(b: Batch, e: ev.CommOpened, env: Envelope) -> None:
+    row = CommRow(
+        comm_id=e.comm_id,
+        session_id=e.session_id,
+        target_name=e.target_name,
+        opened_by=env.user,
+        opened_at=env.at,
+        target_module=e.target_module,
+    )
+    if e.target_name == WIDGET_TARGET:
+        _widget_state(row, e.data, e.buffers)
+    b.put("comms", e.comm_id, row)
+
+
+def _comm_message(b: Batch, e: ev.CommMessage, env: Envelope) -> None:
+    row = b.t.comms[e.comm_id]
+    if row.target_name == WIDGET_TARGET and e.data.get("method") in _UPDATES:
+        _widget_state(b.comm(e.comm_id), e.data, e.buffers)
+
+
+def _comm_closed(b: Batch, e: ev.CommClosed, env: Envelope) -> None:
+    b.drop("comms", e.comm_id)
+
+
+def _comms_delivered(b: Batch, e: ev.CommsDelivered, env: Envelope) -> None:
+    b.runtime(e.session_id).comms_delivered = e.seq
+
+
 _FOLD: dict[type[ev.Event], Callable[[Batch, Any, Envelope], None]] = {
     ev.NotebookInitialized: _initialized,
     ev.NotebookMetadataSet: _metadata_set,
@@ -500,4 +563,8 @@ _FOLD: dict[type[ev.Event], Callable[[Batch, Any, Envelope], None]] = {
     ev.ExecutionCompleted: _completed,
     ev.ExecutionCancelled: _cancelled,
     ev.ExecutionFailed: _failed,
+    ev.CommOpened: _comm_opened,
+    ev.CommMessage: _comm_message,
+    ev.CommClosed: _comm_closed,
+    ev.CommsDelivered: _comms_delivered,
 }

@@ -6,6 +6,7 @@ log as it was. Folding (materialize.py) may then assume every rule held.
 
 from __future__ import annotations
 
+import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -268,6 +269,54 @@ def _failed(state: State, e: ev.ExecutionFailed, who: Identity) -> None:
     _holder(state, ex, who, ASSIGNED, EXECUTING)
 
 
+def _comm_sender(state: State, session_id: str, e: Any, who: Identity) -> None:
+    """Python's side of a comm is its runtime session's alone; binary parts are base64."""
+    if e.origin == "runtime":
+        _owner(state, session_id, who)
+    if e.execution_id is not None and e.execution_id not in state.t.executions:
+        raise _Conflict(f"no execution {e.execution_id!r}")
+    for i, buf in enumerate(e.buffers):
+        try:
+            binascii.a2b_base64(buf, strict_mode=True)
+        except (binascii.Error, ValueError):
+            raise _Bad(f"buffers[{i}] is not base64") from None
+
+
+def _comm_opened(state: State, e: ev.CommOpened, who: Identity) -> None:
+    if not e.comm_id:
+        raise _Bad("'comm_id' is empty")
+    row = state.t.comms.get(e.comm_id)
+    if row is not None and row.live:
+        raise _Conflict(f"a comm {e.comm_id!r} is open already")
+    if state.live_session(e.session_id) is None:
+        raise _Conflict(f"runtime session {e.session_id!r} is not live")
+    _comm_sender(state, e.session_id, e, who)
+
+
+def _comm_open(state: State, e: Any, who: Identity) -> None:
+    """A message or close needs the comm open, in a live session."""
+    row = state.t.comms.get(e.comm_id)
+    if row is None:
+        raise _Conflict(f"no open comm {e.comm_id!r}")
+    if not row.live or state.live_session(row.session_id) is None:
+        raise _Conflict(
+            f"comm {e.comm_id!r} is closed: its runtime session {row.session_id!r} ended"
+        )
+    _comm_sender(state, row.session_id, e, who)
+
+
+def _comms_delivered(state: State, e: ev.CommsDelivered, who: Identity) -> None:
+    rt = state.live_session(e.session_id)
+    if rt is None:
+        raise _Conflict(f"runtime session {e.session_id!r} is not live")
+    _owner(state, e.session_id, who)
+    if not rt.comms_delivered <= e.seq <= state.t.head:
+        raise _Bad(
+            f"seq {e.seq} is not between the last delivered ({rt.comms_delivered}) "
+            f"and the head ({state.t.head})"
+        )
+
+
 _RULES: dict[type[ev.Event], Callable[[State, Any, Identity], None]] = {
     ev.NotebookInitialized: _notebook_initialized,
     ev.CellCreated: _cell_created,
@@ -295,4 +344,8 @@ _RULES: dict[type[ev.Event], Callable[[State, Any, Identity], None]] = {
     ev.ExecutionCompleted: _completed,
     ev.ExecutionCancelled: _cancelled,
     ev.ExecutionFailed: _failed,
+    ev.CommOpened: _comm_opened,
+    ev.CommMessage: _comm_open,
+    ev.CommClosed: _comm_open,
+    ev.CommsDelivered: _comms_delivered,
 }

@@ -79,6 +79,8 @@ class RuntimeRow(msgspec.Struct):
     interrupts: int = 0
     restart_requested: bool = False
     holding: str | None = None
+    # The last front end's comm event this session handed to Python (CommsDelivered).
+    comms_delivered: int = 0
 
 
 class InputRow(msgspec.Struct):
@@ -89,6 +91,22 @@ class InputRow(msgspec.Struct):
     requested_at: int
     replied_by: str | None = None
     value: str | None = None
+
+
+class CommRow(msgspec.Struct):
+    """An open comm. For a widget (target `jupyter.widget`), its state as the last
+    update left it, binary parts as base64 by their JSON path in the state (what an
+    exported notebook saves as the widget state)."""
+
+    comm_id: str
+    session_id: str
+    target_name: str
+    opened_by: str
+    opened_at: int
+    target_module: str | None = None
+    live: bool = True  # False once its session ended (its last state is kept)
+    state: dict[str, Any] = {}
+    buffers: dict[str, str] = {}
 
 
 class OutputList(msgspec.Struct):
@@ -108,12 +126,13 @@ class Tables(msgspec.Struct):
     inputs: dict[str, InputRow] = {}
     outputs: dict[str, OutputList] = {}
     displays: dict[str, list[str]] = {}
+    comms: dict[str, CommRow] = {}
 
 
 class Dirty:
     """Which rows a batch touched, so the store rewrites only those."""
 
-    __slots__ = ("cells", "executions", "inputs", "notebook", "outputs", "runtimes")
+    __slots__ = ("cells", "comms", "executions", "inputs", "notebook", "outputs", "runtimes")
 
     def __init__(self) -> None:
         self.notebook = False
@@ -122,6 +141,7 @@ class Dirty:
         self.runtimes: set[str] = set()
         self.inputs: set[str] = set()
         self.outputs: set[str] = set()
+        self.comms: set[str] = set()
 
     def __bool__(self) -> bool:
         return bool(
@@ -131,6 +151,7 @@ class Dirty:
             or self.runtimes
             or self.inputs
             or self.outputs
+            or self.comms
         )
 
 

@@ -15,6 +15,7 @@ import msgspec
 
 from .state import (
     CellRow,
+    CommRow,
     Dirty,
     ExecutionRow,
     InputRow,
@@ -25,7 +26,8 @@ from .state import (
     Tables,
 )
 
-SCHEMA_VERSION = 3  # 3: `kept` (fields of a newer nbformat minor) on notebook and cells
+# 3: `kept` (fields of a newer nbformat minor) on notebook and cells; 4: comms
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x414E4F44  # "ANOD"
 
 _JSON_ENC = msgspec.json.Encoder()
@@ -107,7 +109,14 @@ CELLS = _Spec("cells", CellRow, "id")
 EXECUTIONS = _Spec("executions", ExecutionRow, "id")
 RUNTIMES = _Spec("runtime_sessions", RuntimeRow, "session_id")
 INPUTS = _Spec("input_requests", InputRow, "execution_id")
-_SPECS = {"cells": CELLS, "executions": EXECUTIONS, "runtimes": RUNTIMES, "inputs": INPUTS}
+COMMS = _Spec("comms", CommRow, "comm_id")
+_SPECS = {
+    "cells": CELLS,
+    "executions": EXECUTIONS,
+    "runtimes": RUNTIMES,
+    "inputs": INPUTS,
+    "comms": COMMS,
+}
 
 DDL = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -122,6 +131,7 @@ DDL = [
     EXECUTIONS.ddl(),
     RUNTIMES.ddl(),
     INPUTS.ddl(),
+    COMMS.ddl(),
     """CREATE TABLE IF NOT EXISTS outputs (
         key TEXT NOT NULL, idx INTEGER NOT NULL, output TEXT NOT NULL, PRIMARY KEY (key, idx))""",
     "CREATE TABLE IF NOT EXISTS output_lists (key TEXT PRIMARY KEY, clear_on_next INTEGER)",
@@ -153,7 +163,7 @@ def _columns(db: sqlite3.Connection, table: str) -> set[str]:
 def write(db: sqlite3.Connection, state: State, dirty: Dirty) -> None:
     """Rewrite exactly the rows a batch touched (inside the caller's transaction)."""
     t = state.t
-    for name in ("cells", "executions", "runtimes", "inputs"):
+    for name in ("cells", "executions", "runtimes", "inputs", "comms"):
         keys: set[str] = getattr(dirty, name)
         if not keys:
             continue
@@ -234,7 +244,10 @@ def load(db: sqlite3.Connection) -> Tables:
     for name, spec in _SPECS.items():
         table: dict[str, Any] = getattr(t, name)
         key_idx = spec.columns.index(spec.key)
-        for values in db.execute(spec.select(_columns(db, spec.table))):
+        have = _columns(db, spec.table)
+        if not have:
+            continue  # a read-only store of an older schema: no such table yet
+        for values in db.execute(spec.select(have)):
             table[values[key_idx]] = spec.from_sql(values)
     t.executions = dict(sorted(t.executions.items(), key=lambda kv: kv[1].order))
     for key, clear in db.execute("SELECT key, clear_on_next FROM output_lists"):
@@ -255,6 +268,7 @@ def dump(db: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
         "executions",
         "runtime_sessions",
         "input_requests",
+        "comms",
         "outputs",
         "output_lists",
         "displays",

@@ -13,6 +13,7 @@ from .catalogue import (
     UNKNOWN_CELL_FIELDS,
     json_schema,
 )
+from .materialize import WIDGET_TARGET
 from .state import CellRow, State
 
 
@@ -186,13 +187,43 @@ def to_notebook(state: State) -> dict[str, Any]:
         elif c.attachments is not None:
             cell["attachments"] = c.attachments
         cells.append(_with_kept(cell, c) if c.kept else cell)
+    widgets = widget_state(state)
     out = {
         "nbformat": 4,
         "nbformat_minor": minor,
-        "metadata": nb.metadata,
+        "metadata": nb.metadata if widgets is None else {**nb.metadata, "widgets": widgets},
         "cells": cells,
     }
     return {**_unnamed(nb.kept, NOTEBOOK_FIELDS), **out}
+
+
+WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
+
+
+def widget_state(state: State) -> dict[str, Any] | None:
+    """The widgets' last state, as JupyterLab and nbclient save it in a notebook's
+    metadata (`widgets`), so that a notebook viewer renders them without a kernel;
+    None when the log holds no widget."""
+    models: dict[str, Any] = {}
+    for comm in state.t.comms.values():
+        if comm.target_name != WIDGET_TARGET:
+            continue
+        st = comm.state
+        model: dict[str, Any] = {
+            "model_name": st.get("_model_name", ""),
+            "model_module": st.get("_model_module", ""),
+            "model_module_version": st.get("_model_module_version", ""),
+            "state": st,
+        }
+        if comm.buffers:
+            model["buffers"] = [
+                {"encoding": "base64", "path": msgspec.json.decode(path), "data": data}
+                for path, data in comm.buffers.items()
+            ]
+        models[comm.comm_id] = model
+    if not models:
+        return None
+    return {WIDGET_STATE_MIME: {"version_major": 2, "version_minor": 0, "state": models}}
 
 
 def _unnamed(kept: dict[str, Any], named: frozenset[str]) -> dict[str, Any]:

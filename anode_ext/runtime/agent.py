@@ -20,7 +20,8 @@ from typing import Any
 import msgspec
 
 from ..log import catalogue as ev
-from ..log.errors import Refused
+from ..log.envelope import Envelope
+from ..log.errors import Refused, StoreError
 from ..log.local import LogClient
 from ..log.state import ASSIGNED, EXECUTING, PENDING, ExecutionRow, RuntimeRow
 from .host import PyodideHost
@@ -34,10 +35,44 @@ STREAM_INTERVAL = 0.2
 HostFactory = Callable[[], PyodideHost]
 _OUTPUT = msgspec.json.Decoder(ev.Output)
 _ENC = msgspec.json.Encoder()
+_COMM_EVENTS = (ev.CommOpened, ev.CommMessage, ev.CommClosed, ev.CommsDelivered)
+_KINDS = {ev.CommOpened: "comm_open", ev.CommMessage: "comm_msg", ev.CommClosed: "comm_close"}
 
 
 def _new_id() -> str:
     return uuid.uuid4().hex
+
+
+async def push_leniently(client: LogClient, events: list[ev.Event]) -> None:
+    """Push; a comm event the log refuses (Python wrote on a comm a front end
+    closed meanwhile) is dropped, not the outputs around it."""
+    while events:
+        try:
+            await client.push([(_new_id(), e) for e in events])
+            return
+        except Refused as err:
+            if not 0 <= err.index < len(events) or not isinstance(events[err.index], _COMM_EVENTS):
+                raise
+            log.info("comm event dropped: %s", err)
+            events = events[: err.index] + events[err.index + 1 :]
+
+
+def _delivery(env: Envelope) -> dict[str, Any]:
+    """A front end's comm event as the host hands it to Python."""
+    e = env.args
+    item: dict[str, Any] = {
+        "seq": env.seq,
+        "msg_id": env.id,
+        "kind": _KINDS[type(e)],
+        "comm_id": e.comm_id,
+        "data": e.data,
+        "metadata": e.metadata,
+        "buffers": list(e.buffers),
+    }
+    if isinstance(e, ev.CommOpened):
+        item["target_name"] = e.target_name
+        item["target_module"] = e.target_module
+    return item
 
 
 class Agent:
@@ -62,6 +97,17 @@ class Agent:
         self._stopping = False
         self._stopped = asyncio.Event()  # set by stop(): an idle wait ends at once
         self._ready = asyncio.Event()
+        # Comms: the last event looked at for front ends' comm events, the comms
+        # of this session, the execution running (its batch carries comm events
+        # made during it), and comm events made outside any execution.
+        self._comm_cursor = 0
+        self._comms_here: set[str] = set()
+        self._run: _Run | None = None
+        self._bg: list[ev.Event] = []
+        self._bg_wake = asyncio.Event()
+        self._bg_flushed = asyncio.Event()
+        self._bg_flushed.set()
+        self._bg_task: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------
     async def ready(self) -> str:
@@ -119,7 +165,12 @@ class Agent:
             "from_snapshot": self.info.from_snapshot,
             "boot_seconds": round(self.info.boot_seconds, 3),
         }
-        await self.client.push([(_new_id(), ev.RuntimeSessionStarted(session_id=sid, info=info))])
+        (seq,) = await self.client.push(
+            [(_new_id(), ev.RuntimeSessionStarted(session_id=sid, info=info))]
+        )
+        self._comm_cursor, self._comms_here = seq, set()
+        self._bg, self._bg_task = [], asyncio.ensure_future(self._bg_pump())
+        host.on_background = self._on_background
         self.session_id = sid
         self.sessions.append(sid)
         self._ready.set()
@@ -128,6 +179,12 @@ class Agent:
         """End our session (the log fails or re-queues what it held) and drop the host."""
         sid, self.session_id = self.session_id, None
         host, self.host = self.host, None
+        if self._bg_task is not None:
+            self._bg_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._bg_task
+            self._bg_task = None
+        self._bg_flushed.set()
         if host is not None:
             await host.close()
         rt = self._runtime(sid)
@@ -170,6 +227,9 @@ class Agent:
                 await self._execute(state.t.executions[rt.holding])
                 continue
             first = state.first_pending()
+            # Front ends' comm events first, in log order: those asked for
+            # before the next execution reach Python before it runs.
+            self.deliver(None if first is None else state.t.executions[first].order - 1)
             if first is None:
                 await self._idle(head)
                 continue
@@ -185,8 +245,104 @@ class Agent:
             await self._execute(self.client.state.t.executions[first], interrupts)
 
     async def _execute(self, ex: ExecutionRow, interrupts: int | None = None) -> None:
-        run = _Run(self, ex, interrupts)
-        await run.go()
+        run = self._run = _Run(self, ex, interrupts)
+        try:
+            await run.go()
+        finally:
+            self._run = None
+
+    # -- comms ---------------------------------------------------------------------
+    def deliver(self, upto: int | None = None) -> None:
+        """Hand the host front ends' comm events for this session, in log order,
+        up to seq `upto` (all there are if None)."""
+        host, sid = self.host, self.session_id
+        if host is None or sid is None or not host.alive:
+            return
+        head = self.client.state.t.head
+        stop = head if upto is None else min(upto, head)
+        if stop <= self._comm_cursor:
+            return
+        try:
+            envs = self.client.events(self._comm_cursor)
+        except StoreError as err:
+            log.warning("comm events after %d unreadable (%s); skipped", self._comm_cursor, err)
+            self._comm_cursor = stop
+            return
+        batch = []
+        for env in envs:
+            if env.seq > stop:
+                break
+            self._comm_cursor = env.seq
+            e = env.args
+            if isinstance(e, ev.CommOpened):
+                if e.session_id != sid:
+                    continue
+                self._comms_here.add(e.comm_id)
+            elif not isinstance(e, (ev.CommMessage, ev.CommClosed)):
+                continue
+            elif e.comm_id not in self._comms_here:
+                continue
+            elif isinstance(e, ev.CommClosed):
+                self._comms_here.discard(e.comm_id)
+            if e.origin == "client":
+                batch.append(_delivery(env))
+        if batch:
+            with contextlib.suppress(HostDied):
+                host.deliver_comms(batch)
+
+    def comm_event(self, item: dict[str, Any], execution_id: str | None) -> ev.Event:
+        """A comm event Python made, as the log's."""
+        assert self.session_id is not None
+        kind = item["type"]
+        common: dict[str, Any] = {
+            "comm_id": str(item["comm_id"]),
+            "origin": "runtime",
+            "data": item.get("data") or {},
+            "metadata": item.get("metadata") or {},
+            "buffers": list(item.get("buffers") or ()),
+            "execution_id": execution_id,
+        }
+        if kind == "comm_open":
+            return ev.CommOpened(
+                session_id=self.session_id,
+                target_name=str(item.get("target_name") or ""),
+                target_module=item.get("target_module"),
+                **common,
+            )
+        if kind == "comm_msg":
+            return ev.CommMessage(**common)
+        return ev.CommClosed(**common)
+
+    def _on_background(self, item: dict[str, Any]) -> None:
+        """What Python did outside an execution's request: a running execution's
+        batch takes it (in order with its outputs), else the background batch."""
+        sid = self.session_id
+        if sid is None:
+            return
+        if item["kind"] == "comms_taken":
+            event: ev.Event = ev.CommsDelivered(session_id=sid, seq=int(item["through"]))
+        else:
+            event = self.comm_event(item["event"], None)
+        run = self._run
+        if run is not None and run.accepts():
+            run._queue(event)
+            return
+        self._bg.append(event)
+        self._bg_flushed.clear()
+        self._bg_wake.set()
+
+    async def _bg_pump(self) -> None:
+        while True:
+            await self._bg_wake.wait()
+            await asyncio.sleep(0)  # what Python wrote at once joins this batch
+            self._bg_wake.clear()
+            while self._bg:
+                batch, self._bg = self._bg[:200], self._bg[200:]
+                try:
+                    await push_leniently(self.client, batch)
+                except Refused as err:
+                    log.warning("comm events refused: %s", err)
+            self._bg_flushed.set()
 
 
 class _Run:
@@ -211,6 +367,11 @@ class _Run:
         self.ended = False  # our ExecutionCompleted is queued: a final state is ours
         self.interrupts = self._rt().interrupts if interrupts is None else interrupts
         self.answer: asyncio.Future[str] | None = None
+        self.closed = False  # its last batch is pushed: nothing more joins it
+
+    def accepts(self) -> bool:
+        """Whether an event made now can still go out with this execution's batches."""
+        return self.started and not self.dropped and not self.closed
 
     def _rt(self) -> RuntimeRow:
         return self.client.state.t.runtimes[self.sid]
@@ -251,6 +412,7 @@ class _Run:
             self._queue(done)
             await self._drain()
         finally:
+            self.closed = True
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Refused, HostDied):
                 await pump
@@ -298,6 +460,8 @@ class _Run:
             )
         elif kind == "clear_output":
             self._queue(ev.OutputsCleared(execution_id=x, wait=bool(item["wait"])))
+        elif kind == "comm":
+            self._queue(self.agent.comm_event(item["event"], x))
         if len(self.outbox) >= 500:  # the log is slower than the cell: slow the cell
             await self._drain()
 
@@ -328,8 +492,10 @@ class _Run:
                 batch, self.outbox = self.outbox[:200], self.outbox[200:]
                 if self.dropped or not self.started:
                     continue
+                # Comm events Python made before this execution go first.
+                await self.agent._bg_flushed.wait()
                 try:
-                    await self._push(batch)
+                    await push_leniently(self.client, batch)
                     self.last_push = asyncio.get_running_loop().time()
                 except Refused as err:
                     # Cancelled before it started, or ended meanwhile by
@@ -340,7 +506,7 @@ class _Run:
             self.flushed.set()
 
     async def _drain(self) -> None:
-        if self.outbox:
+        while self.outbox:
             self.urgent.set()
             await self.flushed.wait()
 
@@ -378,6 +544,7 @@ class _Run:
             if rt.restart_requested or rt.state != "live":
                 await self.host.close()  # execute() raises HostDied; the agent ends the session
                 return
+            self.agent.deliver()  # a front end's comm events reach the running cell
             if ex.state not in (ASSIGNED, EXECUTING) and not (self.dropped or self.ended):
                 self.dropped = True  # cancelled or failed by an admin
                 self.host.interrupt()

@@ -14,7 +14,7 @@ import inspect
 import logging
 import shutil
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from .protocol import ExecuteReply, HostDied, HostInfo, InputCallback, OutputCal
 log = logging.getLogger(__name__)
 
 DEFAULT_MEMORY_LIMIT_MB = 6144
+COMM_EVENTS = frozenset(("comm_open", "comm_msg", "comm_close"))
 
 
 async def _maybe_await(value: Awaitable[None] | None) -> None:
@@ -66,6 +67,10 @@ class PyodideHost:
         self._node: NodeProcess | None = None
         self._wheels: PipDir | None = None
         self._launch: Launch | None = None
+        # What Python does outside any request: comm events made by a comm
+        # callback ({"kind": "comm", "event": ...}) and deliveries done
+        # ({"kind": "comms_taken", "through": seq}).
+        self.on_background: Callable[[dict[str, Any]], None] | None = None
 
     # ------------------------------------------------------------ state ----
 
@@ -125,6 +130,7 @@ class PyodideHost:
             launch = await asyncio.to_thread(plan, self.options())
         self._wheels = launch.pip
         node = self._node = NodeProcess(self.memory_limit_mb)
+        node.on_unsolicited = self._unsolicited
         snap_path, snap_tmp, status = launch.snap_path, launch.snap_tmp, launch.status
         try:
             if launch.proc is None:
@@ -233,9 +239,27 @@ class PyodideHost:
             item = {"kind": "clear_output", "wait": bool(ev.get("wait"))}
         elif kind == "execute_input":
             item = {"kind": "execute_input", "execution_count": ev["execution_count"]}
+        elif kind in COMM_EVENTS:
+            item = {"kind": "comm", "event": ev}
         else:
             return
         await _maybe_await(on_output(item))
+
+    def _unsolicited(self, msg: dict[str, Any]) -> None:
+        if self.on_background is None:
+            return
+        if msg.get("type") == "comms_taken":
+            self.on_background({"kind": "comms_taken", "through": int(msg["through"])})
+        elif msg.get("type") == "event" and msg["event"].get("type") in COMM_EVENTS:
+            self.on_background({"kind": "comm", "event": msg["event"]})
+        # Anything else made outside a request (a callback's print) has no cell to go to.
+
+    def deliver_comms(self, messages: list[dict[str, Any]]) -> None:
+        """Hand Python front ends' comm events, in log order: each ``{seq, kind
+        (comm_open | comm_msg | comm_close), comm_id, data, metadata, buffers
+        (base64), target_name, target_module, msg_id}``. Python takes them
+        between requests, or from a running cell; ``comms_taken`` says how far."""
+        self._running().send({"type": "comms", "messages": messages})
 
     async def _answer(
         self,

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .node import NODE_ENV
@@ -200,6 +200,9 @@ class NodeProcess:
         self._kill_reason: str | None = None
         self._exited = asyncio.Event()
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        # Messages of no request: events Python made outside one (a comm
+        # callback between requests) and `comms_taken`.
+        self.on_unsolicited: Callable[[dict[str, Any]], None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -271,9 +274,12 @@ class NodeProcess:
         elif kind == "fatal":
             self._fatal = str(msg.get("message"))
         else:
-            req = self._requests.get(msg.get("id"))  # type: ignore[arg-type]
+            rid = msg.get("id")
+            req = self._requests.get(rid) if isinstance(rid, int) else None
             if req is not None:
                 req.queue.put_nowait(msg)
+            elif (rid is None or kind == "comms_taken") and self.on_unsolicited is not None:
+                self.on_unsolicited(msg)
             else:
                 log.debug("host: message for no pending request: %s", kind)
 

@@ -11,6 +11,8 @@ from typing import Any
 #   {"kind": "output", "output": <nbformat v4 output>, "transient": {...}}
 #   {"kind": "display_update", "display_id": ..., "data": {...}, "metadata": {...}}
 #   {"kind": "clear_output", "wait": bool}
+#   {"kind": "comm", "event": {"type": "comm_open" | "comm_msg" | "comm_close", "comm_id",
+#    "data", "metadata", "buffers" (base64), ("target_name", "target_module")}}
 OutputCallback = Callable[[dict[str, Any]], "Awaitable[None] | None"]
 # on_input(prompt, password) -> the line typed
 InputCallback = Callable[[str, bool], Awaitable[str]]

@@ -8,10 +8,13 @@
 //        complete {id, code, cursor_pos}   inspect {id, code, cursor_pos, detail_level}
 //        is_complete {id, code}   interrupt {}   shutdown {}
 //        input_reply {seq, value}   pip_reply {seq, ok, wheels, error}
+//        comms {messages: [{seq, kind, comm_id, data, ...}]} (front ends' comm events)
 //   out: ready {info, mode, boot_seconds, code_cache, ...}   event {id, event: {type: stream |
 //        output | display_update | clear_output | execute_input}}
 //        input_request {id, seq, prompt, password}   pip_request {id, seq, args}
 //        stdin_cancelled {id, seq}   reply {id, content}   fatal {message, status}
+//        comms_taken {through}  (Python handled the comm events up to that seq)
+//   An event with id null was made outside any request (by a comm callback).
 //
 // The host process ends when stdin closes, so it never outlives its parent.
 
@@ -42,6 +45,12 @@ const replyCtl = new Int32Array(replySab, 0, 2);
 const replyData = new Uint8Array(replySab, 8);
 const flightSab = new SharedArrayBuffer(4);
 const flight = new Int32Array(flightSab);
+// The comm mailbox: front ends' comm events for Python, a batch at a time.
+const COMM_BYTES = 4 * 1024 * 1024;
+const commSab = new SharedArrayBuffer(8 + COMM_BYTES);
+const commCtl = new Int32Array(commSab, 0, 2);
+const commData = new Uint8Array(commSab, 8);
+let commQueue = []; // comm events not yet in the mailbox
 const encoder = new TextEncoder();
 
 let worker = null;
@@ -152,7 +161,9 @@ function startWorker(mode) {
   const snapshot = mode === "snapshot" ? new MessageChannel() : null;
   const snapshotPort = snapshot ? snapshot.port2 : null;
   const w = new Worker(new URL("./worker.mjs", import.meta.url), {
-    workerData: { config: { ...cfg, mode }, interruptSab, wantSab, replySab, flightSab, snapshotPort },
+    workerData: {
+      config: { ...cfg, mode }, interruptSab, wantSab, replySab, flightSab, commSab, snapshotPort,
+    },
     transferList: snapshotPort ? [snapshotPort] : [],
     // A young generation of 16 MB: Python's objects live in the wasm memory and
     // the worker's own JavaScript garbage is small. The larger young space the
@@ -198,6 +209,7 @@ function onWorkerMessage(w, msg) {
   switch (msg.type) {
     case "ready":
       ready = true;
+      fillMailbox();
       write({
         type: "ready",
         info: msg.info,
@@ -234,6 +246,10 @@ function onWorkerMessage(w, msg) {
       if (stdinWaiting === msg.seq) stdinWaiting = null;
       write(msg);
       break;
+    case "comms_taken":
+      write(msg);
+      fillMailbox();
+      break;
     case "fatal":
       die(msg.status ?? 70, msg.message);
       break;
@@ -250,6 +266,31 @@ function raiseInterrupt() {
   Atomics.store(interruptBuf, 0, SIGINT);
   Atomics.notify(interruptBuf, 0);
   worker.postMessage({ type: "interrupt" });
+}
+
+function fillMailbox() {
+  // As many queued comm events as fit, once Python emptied the mailbox; then
+  // a word to the worker (idle) and the flush signal (a busy cell) to take them.
+  if (!ready || commQueue.length === 0 || Atomics.load(commCtl, 0) !== 0) return;
+  let bytes = null;
+  let n = commQueue.length;
+  for (; n > 0; n = Math.floor(n / 2)) {
+    bytes = encoder.encode(JSON.stringify(commQueue.slice(0, n)));
+    if (bytes.length <= COMM_BYTES) break;
+  }
+  if (n === 0) {
+    log("a comm event is larger than the mailbox; dropped");
+    commQueue.shift();
+    return fillMailbox();
+  }
+  commQueue = commQueue.slice(n);
+  commData.set(bytes);
+  Atomics.store(commCtl, 1, bytes.length);
+  Atomics.store(commCtl, 0, 1);
+  worker.postMessage({ type: "comms" });
+  if (running !== null && performance.now() > quietUntil) {
+    Atomics.compareExchange(interruptBuf, 0, 0, FLUSH_SIGNAL);
+  }
 }
 
 function onRequest(line) {
@@ -272,6 +313,10 @@ function onRequest(line) {
         stdinWaiting = null;
         sendReply({ ...msg, kind: msg.type });
       }
+      break;
+    case "comms":
+      commQueue.push(...msg.messages);
+      fillMailbox();
       break;
     case "shutdown":
       die(0, null);

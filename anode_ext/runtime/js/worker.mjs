@@ -25,6 +25,9 @@ const want = new Int32Array(workerData.wantSab); // an interrupt Python has not 
 const replyCtl = new Int32Array(workerData.replySab, 0, 2);
 const replyData = new Uint8Array(workerData.replySab, 8);
 const flight = new Int32Array(workerData.flightSab);
+// Front ends' comm events, filled by the main thread: [full, length] then JSON.
+const commCtl = new Int32Array(workerData.commSab, 0, 2);
+const commData = new Uint8Array(workerData.commSab, 8);
 
 const SIGINT = 2;
 const SLICE_MS = 50;
@@ -288,6 +291,15 @@ const bridge = {
     post({ type: "input_request", id: currentId, seq, prompt, password: !!password });
     return waitReply("input_reply", seq).value;
   },
+  takeComms() {
+    if (Atomics.load(commCtl, 0) === 0) return undefined; // None (null would be JsNull)
+    const text = decoder.decode(commData.slice(0, Atomics.load(commCtl, 1)));
+    Atomics.store(commCtl, 0, 0);
+    return text;
+  },
+  commsDone(through) {
+    post({ type: "comms_taken", through });
+  },
   pip(argsJson) {
     const seq = ++inputSeq;
     post({ type: "pip_request", id: currentId, seq, args: JSON.parse(argsJson) });
@@ -429,6 +441,7 @@ async function handle(msg) {
     content = { status: "error", ename: "ValueError", evalue: `unknown request ${msg.type}`, traceback: [] };
   }
   post({ type: "reply", id: msg.id, content });
+  currentId = null; // what Python posts from now on belongs to no request
 }
 
 function fatal(err) {
@@ -440,6 +453,17 @@ function fatal(err) {
 }
 
 parentPort.on("message", (msg) => {
+  if (msg.type === "comms") {
+    // The mailbox has front ends' comm events. Python is not running (this
+    // handler could not run): deliver now, between requests or while an async
+    // cell awaits. A busy cell takes them from the flush signal instead.
+    try {
+      kernel.comms_deliver();
+    } catch (e) {
+      fatal(e);
+    }
+    return;
+  }
   if (msg.type === "interrupt") {
     // Only reached while Python is idle, awaiting inside an async cell: the
     // buffer still holds SIGINT, so cancel the cell's task instead.

@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 # The JS bridge object (``bridge`` in worker.mjs). It is attached after every
 # boot, never stored in a memory snapshot.
 _js: Any = None
+# Takes an output event instead of the host (an entered Output widget: capture.py).
+router: Callable[[dict[str, Any]], bool] | None = None
 
 
 def attach(js_bridge: Any) -> None:
@@ -51,6 +54,8 @@ def post(event: dict[str, Any]) -> None:
     """Send one event (stream, output, display_update, ...) to the host."""
     if _js is None:
         return
+    if router is not None and router(event):
+        return
     _js.post(dumps(event))
 
 
@@ -73,3 +78,17 @@ def request_pip(args: list[str]) -> tuple[bool, str, list[tuple[str, bytes]]]:
     reply = _js.pip(json.dumps(args))
     wheels = [(str(w.filename), bytes(w.data.to_py())) for w in reply.wheels]
     return bool(reply.ok), str(reply.error), wheels
+
+
+def take_comms() -> str | None:
+    """The front ends' comm events the host put in the mailbox (a JSON list), if any."""
+    if _js is None:
+        return None
+    text = _js.takeComms()
+    return text if isinstance(text, str) else None
+
+
+def comms_done(through: int) -> None:
+    """Python handled every front end's comm event up to log seq `through`."""
+    if _js is not None:
+        _js.commsDone(through)

@@ -56,6 +56,10 @@ def armed() -> Iterator[None]:
         _armed = False
 
 
+def is_armed() -> bool:
+    return _armed
+
+
 def _on_sigint(signum: int, frame: Any) -> None:
     take()
 

@@ -23,7 +23,7 @@ from IPython.core.completer import provisionalcompleter, rectify_completions
 from IPython.core.error import StdinNotImplementedError
 from IPython.utils.tokenutil import token_at_cursor
 
-from . import bridge, interrupts, shell, streams
+from . import bridge, capture, comms, interrupts, shell, streams
 from .magics import PipMagics
 
 NO_STDIN = "raw_input was called, but this frontend does not support input requests."
@@ -32,7 +32,9 @@ _task: asyncio.Task[Any] | None = None
 
 
 def prepare() -> None:
-    """Cold boot, before the memory snapshot: import and warm up IPython."""
+    """Cold boot, before the memory snapshot: import and warm up IPython (and
+    ipywidgets: a first `import ipywidgets` would compile ~0.5 MB of source)."""
+    comms.install()
     sh = shell.make_shell()
     sh.register_magics(PipMagics)
     with provisionalcompleter():
@@ -49,6 +51,9 @@ def prepare() -> None:
 
     warm_up()
     sh.run_line_magic("time", "pass")
+    import ipywidgets  # noqa: F401  (registers its comm targets with ours)
+
+    capture.install()
 
 
 _WARM_UP = """
@@ -91,6 +96,8 @@ def attach(js_bridge: Any, options_json: str) -> str:
     not be shared between snapshot restores; returns the runtime's info."""
     options = json.loads(options_json)
     bridge.attach(js_bridge)
+    comms.install()
+    capture.install()
     random.seed()  # a restored snapshot would otherwise repeat the sequence
     tempfile._name_sequence = None  # type: ignore[attr-defined]
     os.chdir(options["cwd"])
@@ -255,6 +262,13 @@ def _reply(req: dict[str, Any], sh: shell.AnodeShell, result: Any, interrupted: 
     sh.payload_manager.clear_payload()
     streams.flush_all()
     return bridge.dumps(reply)
+
+
+def comms_deliver() -> None:
+    """The host put front ends' comm events in the mailbox (worker.mjs, any time
+    the worker is not running Python: between requests, or while an async cell
+    awaits)."""
+    comms.drain()
 
 
 def reset_interrupt() -> None:

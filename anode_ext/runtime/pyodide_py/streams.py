@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import bridge, interrupts
@@ -20,6 +21,8 @@ FLUSH_BYTES = 16 * 1024
 FLUSH_SIGNAL = 40  # must match host.mjs
 SLICE = 0.05
 
+# Also run by the flush signal: comms.install sets it (delivers front ends' messages).
+on_flush_signal: Callable[[], None] | None = None
 _buffer: list[tuple[str, str]] = []
 _size = 0
 
@@ -90,6 +93,8 @@ def sleep(secs: float) -> None:
 def _on_flush_signal(signum: int, frame: Any) -> None:
     interrupts.take()  # a SIGINT may have been lost to this very signal
     flush_all()
+    if on_flush_signal is not None:
+        on_flush_signal()
 
 
 def install() -> None:

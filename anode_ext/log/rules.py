@@ -6,6 +6,7 @@ log as it was. Folding (materialize.py) may then assume every rule held.
 
 from __future__ import annotations
 
+import base64
 import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -277,7 +278,7 @@ def _comm_sender(state: State, session_id: str, e: Any, who: Identity) -> None:
         raise _Conflict(f"no execution {e.execution_id!r}")
     for i, buf in enumerate(e.buffers):
         try:
-            binascii.a2b_base64(buf, strict_mode=True)
+            base64.b64decode(buf, validate=True)
         except (binascii.Error, ValueError):
             raise _Bad(f"buffers[{i}] is not base64") from None
 

@@ -59,7 +59,7 @@ async def push_leniently(client: LogClient, events: list[ev.Event]) -> None:
 
 def _delivery(env: Envelope) -> dict[str, Any]:
     """A front end's comm event as the host hands it to Python."""
-    e = env.args
+    e: Any = env.args
     item: dict[str, Any] = {
         "seq": env.seq,
         "msg_id": env.id,

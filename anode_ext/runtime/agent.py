@@ -36,7 +36,11 @@ HostFactory = Callable[[], PyodideHost]
 _OUTPUT = msgspec.json.Decoder(ev.Output)
 _ENC = msgspec.json.Encoder()
 _COMM_EVENTS = (ev.CommOpened, ev.CommMessage, ev.CommClosed, ev.CommsDelivered)
-_KINDS = {ev.CommOpened: "comm_open", ev.CommMessage: "comm_msg", ev.CommClosed: "comm_close"}
+_KINDS: dict[type[ev.Event], str] = {
+    ev.CommOpened: "comm_open",
+    ev.CommMessage: "comm_msg",
+    ev.CommClosed: "comm_close",
+}
 
 
 def _new_id() -> str:

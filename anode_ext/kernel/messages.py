@@ -162,3 +162,47 @@ def cell_events(cells: Mapping[str, CellRow], cell_id: str | None, code: str) ->
     if cell.cell_type == "code" and cell.source != code:
         return [ev.CellSourceChanged(cell_id=cell_id, source=code)]
     return []
+
+
+# -- comms -------------------------------------------------------------------------
+
+
+def comm_message(event: ev.CommOpened | ev.CommMessage | ev.CommClosed) -> Message:
+    """The iopub message for a comm event Python made (buffers travel apart)."""
+    content: dict[str, Any] = {"comm_id": event.comm_id, "data": event.data}
+    if isinstance(event, ev.CommOpened):
+        content["target_name"] = event.target_name
+        content["target_module"] = event.target_module
+        return "comm_open", content
+    return ("comm_msg" if isinstance(event, ev.CommMessage) else "comm_close"), content
+
+
+def comm_event(
+    msg_type: str, content: dict[str, Any], buffers: list[str], session_id: str
+) -> ev.CommOpened | ev.CommMessage | ev.CommClosed:
+    """A front end's shell comm message as the log's event (buffers as base64)."""
+    common: dict[str, Any] = {
+        "comm_id": str(content.get("comm_id", "")),
+        "origin": "client",
+        "data": dict(content.get("data") or {}),
+        "buffers": buffers,
+    }
+    if msg_type == "comm_open":
+        return ev.CommOpened(
+            session_id=session_id,
+            target_name=str(content.get("target_name", "")),
+            target_module=content.get("target_module"),
+            **common,
+        )
+    if msg_type == "comm_msg":
+        return ev.CommMessage(**common)
+    return ev.CommClosed(**common)
+
+
+def comm_info(state: State, target_name: str | None) -> dict[str, dict[str, str]]:
+    """`comm_info_reply`'s comms: those open in a live runtime session."""
+    return {
+        c.comm_id: {"target_name": c.target_name}
+        for c in state.t.comms.values()
+        if c.live and (not target_name or c.target_name == target_name)
+    }

@@ -1,0 +1,158 @@
+"""The kernel's side of comms: ipywidgets over the Jupyter protocol, through the log.
+
+Every comm event Python makes is in the notebook's log; the kernel publishes
+them on iopub, whoever's request made them, so each of its clients sees the
+notebook's widgets. A front end's comm message goes into the log for the
+runtime session holding the comm, and is answered once that runtime handed it
+to Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from typing import Any
+
+import msgspec
+
+from ..log import catalogue as ev
+from ..log.errors import Refused
+from ..log.local import LogClient
+from ..runtime.agent import Agent
+from . import messages
+from .ipykernel_internals import InternalsKernel
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Comms(InternalsKernel):
+    """Comms for `AnodeKernel`, which provides `client` and `agent` and calls
+    `_init_comms`, `_publish_comms` (before an execution's outputs) and
+    `_follow_comms` (in the background)."""
+
+    client: LogClient
+    agent: Agent
+
+    def _init_comms(self) -> None:
+        # Every comm event Python makes is published on iopub, in log order, up
+        # to `_comm_seen`; with its execute request as parent when one of ours
+        # ran it, else the front end's comm message it answers.
+        self._comm_seen = 0
+        self._parents: dict[str, Any] = {}
+        self._comm_parent: Any = {}
+        self._executing = 0  # execute requests being handled (comms may come meanwhile)
+        for msg_type in ("comm_open", "comm_msg", "comm_close"):
+            self.shell_handlers[msg_type] = self._comm_request
+
+    async def _follow_comms(self) -> None:
+        """Publish the comm events Python makes, whoever's request made them: every
+        client of the kernel sees the widgets of the notebook's runtime."""
+        while True:
+            head = self.client.state.t.head
+            self._publish_comms(head)
+            await self.client.wait(head, 5.0)
+
+    def _publish_comms(self, upto: int) -> None:
+        """Python's comm events after `_comm_seen` up to `upto`, on iopub (synchronous:
+        the follower and a running execute never interleave)."""
+        if upto <= self._comm_seen or self.session is None:
+            return
+        for env in self.client.events(self._comm_seen):
+            if env.seq > upto:
+                break
+            self._comm_seen = env.seq
+            e = env.args
+            if not isinstance(e, (ev.CommOpened, ev.CommMessage, ev.CommClosed)):
+                continue
+            if e.origin != "runtime":
+                continue
+            msg_type, content = messages.comm_message(e)
+            parent = self._parents.get(e.execution_id or "") or self._comm_parent
+            self.session.send(
+                self.iopub_socket,
+                msg_type,
+                content,
+                parent=parent,
+                ident=self.iopub_topic(msg_type),
+                buffers=[base64.b64decode(b) for b in e.buffers],
+            )
+
+    async def _comm_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        """A front end's comm_open, comm_msg or comm_close: into the log, for the
+        runtime session that holds the comm; answered (idle) once Python has it, so
+        ipywidgets sends a dragged slider's next value only then (its throttle)."""
+        msg_type = parent["header"]["msg_type"]
+        content = parent.get("content") or {}
+        # While an execute request runs, ipykernel (7.4+) hands comm messages over
+        # without the busy/idle around them; ipywidgets counts on that idle.
+        concurrent = self._executing > 0
+        if concurrent:
+            self._status("busy", parent)
+        try:
+            await self._comm_to_log(msg_type, content, parent)
+        finally:
+            if concurrent:
+                self._status("idle", parent)
+
+    async def _comm_to_log(self, msg_type: str, content: dict[str, Any], parent: Any) -> None:
+        state = self.client.state
+        comm_id = str(content.get("comm_id", ""))
+        if msg_type == "comm_open":
+            sid = self.agent.session_id or _live_session(state)
+        else:
+            row = state.t.comms.get(comm_id)
+            sid = row.session_id if row is not None else None
+        if sid is None:
+            self.log.warning("%s for comm %r: no runtime holds it", msg_type, comm_id)
+            return
+        buffers = [base64.b64encode(bytes(b)).decode("ascii") for b in parent.get("buffers") or ()]
+        event = messages.comm_event(msg_type, content, buffers, sid)
+        if parent.get("metadata"):
+            event = msgspec.structs.replace(event, metadata=dict(parent["metadata"]))
+        self._comm_parent = parent
+        try:
+            (seq,) = await self.client.push([(_new_id(), event)])
+        except Refused as err:
+            self.log.warning("%s refused: %s", msg_type, err.reason)
+            return
+        await self._delivered(sid, seq)
+
+    async def _delivered(self, sid: str, seq: int, timeout: float = 10.0) -> None:
+        """Until the runtime session handed `seq` to Python (or ended, or `timeout`)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            rt = self.client.state.t.runtimes.get(sid)
+            if rt is None or rt.state != "live" or rt.comms_delivered >= seq:
+                return
+            head = self.client.state.t.head
+            left = end - loop.time()
+            if left <= 0:
+                return
+            await self.client.wait(head, left)
+
+    async def comm_info_request(self, stream: Any, ident: Any, parent: Any) -> None:
+        """The comms open in the log, not only in this process."""
+        target = (parent.get("content") or {}).get("target_name")
+        content = {"status": "ok", "comms": messages.comm_info(self.client.state, target)}
+        assert self.session is not None
+        self.session.send(stream, "comm_info_reply", content, parent, ident)
+
+    def _status(self, state: str, parent: Any) -> None:
+        assert self.session is not None
+        self.session.send(
+            self.iopub_socket,
+            "status",
+            {"execution_state": state},
+            parent=parent,
+            ident=self.iopub_topic("status"),
+        )
+
+
+def _live_session(state: Any) -> str | None:
+    """The notebook's live runtime session (the latest started), if any."""
+    live = [rt for rt in state.t.runtimes.values() if rt.state == "live"]
+    return max(live, key=lambda rt: rt.started_at).session_id if live else None

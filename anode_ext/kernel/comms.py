@@ -43,7 +43,10 @@ class Comms(InternalsKernel):
         self._comm_seen = 0
         self._parents: dict[str, Any] = {}
         self._comm_parent: Any = {}
-        self._executing = 0  # execute requests being handled (comms may come meanwhile)
+        # Front ends' comm messages go to the log one at a time, in arrival order:
+        # ipykernel (7.4+) dispatches them concurrently while a handler runs.
+        self._comm_lock = asyncio.Lock()
+        self._dispatched = ""  # msg_id of the shell request ipykernel last dispatched itself
         for msg_type in ("comm_open", "comm_msg", "comm_close"):
             self.shell_handlers[msg_type] = self._comm_request
 
@@ -78,6 +81,7 @@ class Comms(InternalsKernel):
                 parent=parent,
                 ident=self.iopub_topic(msg_type),
                 buffers=[base64.b64decode(b) for b in e.buffers],
+                metadata=e.metadata,  # ipywidgets' protocol version rides here
             )
 
     async def _comm_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
@@ -86,16 +90,24 @@ class Comms(InternalsKernel):
         ipywidgets sends a dragged slider's next value only then (its throttle)."""
         msg_type = parent["header"]["msg_type"]
         content = parent.get("content") or {}
-        # While an execute request runs, ipykernel (7.4+) hands comm messages over
-        # without the busy/idle around them; ipywidgets counts on that idle.
-        concurrent = self._executing > 0
+        # While another request is handled (a running cell, an earlier comm
+        # message), ipykernel (7.4+) hands comm messages over concurrently, without
+        # the busy/idle around them (nor its pre-handler hook): ipywidgets counts
+        # on that idle to send a dragged slider's next value.
+        concurrent = self._dispatched != parent["header"]["msg_id"]
         if concurrent:
             self._status("busy", parent)
         try:
-            await self._comm_to_log(msg_type, content, parent)
+            async with self._comm_lock:
+                await self._comm_to_log(msg_type, content, parent)
         finally:
             if concurrent:
                 self._status("idle", parent)
+
+    def note_dispatch(self) -> None:
+        """From the pre-handler hook: the request ipykernel dispatches itself."""
+        parent = self.get_parent("shell")  # type: ignore[no-untyped-call]
+        self._dispatched = (parent or {}).get("header", {}).get("msg_id", "")
 
     async def _comm_to_log(self, msg_type: str, content: dict[str, Any], parent: Any) -> None:
         state = self.client.state

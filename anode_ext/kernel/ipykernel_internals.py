@@ -22,6 +22,11 @@ Private names:
 - ``ipykernel._version.kernel_protocol_version`` (all): for ``kernel_info``
   (the package re-exports it, but not explicitly: mypy refuses it there).
 
+Behaviour relied on: ipykernel 7.4+ dispatches a comm message that arrives
+while another shell request is handled concurrently, without busy/idle and
+without ``pre_handler_hook``; ``kernel/comms.py`` tells the two apart by the
+request the hook last saw, and publishes the busy/idle ipywidgets waits for.
+
 Public names outside the wrapper-kernel documentation, used directly but
 checked by the same test: ``get_parent(channel)``, ``pre_handler_hook`` /
 ``post_handler_hook``, the ``kernel_info`` property, ``do_debug_request``,

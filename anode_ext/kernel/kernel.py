@@ -169,6 +169,7 @@ class AnodeKernel(Comms, Answers):
         """Keep our SIGINT handler while a request runs (the base class would
         raise KeyboardInterrupt in this process; the cell runs elsewhere)."""
         signal.signal(signal.SIGINT, self._on_sigint)
+        self.note_dispatch()
 
     def post_handler_hook(self) -> None:
         signal.signal(signal.SIGINT, self._on_sigint)
@@ -220,13 +221,9 @@ class AnodeKernel(Comms, Answers):
         if not silent:
             self.execution_count -= 1  # the base class counted; the runtime decides
         parent = self.get_parent("shell")  # type: ignore[no-untyped-call]
-        self._executing += 1
-        try:
-            reply = await self._execute(
-                code, silent, store_history, user_expressions, allow_stdin, cell_id, parent
-            )
-        finally:
-            self._executing -= 1
+        reply = await self._execute(
+            code, silent, store_history, user_expressions, allow_stdin, cell_id, parent
+        )
         if (
             reply["status"] == "error"
             and not silent

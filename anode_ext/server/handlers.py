@@ -261,12 +261,19 @@ class NotebookDocumentHandler(_Base, APIHandler):
             for i in t.inputs.values()
             if i.state == "pending" and i.execution_id in t.executions
         ]
+        ran_by: dict[str, str] = {}  # cell -> who asked for its latest execution
+        for ex in t.executions.values():  # in request order
+            if ex.cell_id is not None:
+                ran_by[ex.cell_id] = ex.requested_by
         self.finish(
             {
                 "head": store.head,
                 "update": encode_update(store.document.encode()),
                 "writable": "write" in who.rights,
                 "inputs": waiting,  # input() calls waiting at that head
+                "user": who.user,
+                # A tab trusts the outputs of what its own person ran (labextension trust.ts).
+                "ran_by": ran_by,
             }
         )
 

@@ -19,6 +19,8 @@ import { Envelope } from './generated/anode';
 export const REMOTE = Symbol('anode-remote');
 /** The kernel whose notebooks Anode serves (anode_ext.kernel.KERNEL_NAME). */
 export const KERNEL = 'anode-pyodide';
+/** ipywidgets' comm target. */
+export const WIDGET_TARGET = 'jupyter.widget';
 const FINAL = new Set(['v1.ExecutionCompleted', 'v1.ExecutionFailed', 'v1.ExecutionCancelled']);
 
 export interface IInputChange {
@@ -44,6 +46,10 @@ interface IDocumentSnapshot {
   writable: boolean;
   /** `input()` calls waiting at that head. */
   inputs: { execution_id: string; cell_id: string | null; prompt: string; password: boolean }[];
+  /** Who this tab is to the server. */
+  user?: string;
+  /** Who asked for each cell's latest execution. */
+  ran_by?: Record<string, string>;
 }
 
 type Job = { kind: 'doc' } | { kind: 'events'; events: IPushEvent[]; done: (e?: Error) => void };
@@ -62,6 +68,14 @@ export class NotebookBinding {
   readonly ready: Promise<boolean>;
   notebookId = '';
   writable = false;
+  /**
+   * Resolves once this tab's widget manager has the widgets with these comm ids
+   * (set by the binding UI for a tab with a kernel). A batch from the log that
+   * opens widgets waits for it: the document shows the widget's view, the kernel
+   * connection brings its model, and a view drawn before its model says "model
+   * not found" for good.
+   */
+  commGate: ((commIds: string[]) => Promise<void>) | null = null;
 
   /** The server wrote the file from the log. */
   get saved(): ISignal<this, ISaved> {
@@ -77,6 +91,17 @@ export class NotebookBinding {
   get input(): ISignal<this, IInputChange> {
     return this._input;
   }
+
+  /** Who asked for a cell's latest execution changed (its cell id). */
+  get ranByChanged(): ISignal<this, string> {
+    return this._ranByChanged;
+  }
+
+  /** Who asked for the cell's latest execution, if it ran; `user` is this tab's person. */
+  ranBy(cellId: string): string | undefined {
+    return this._ranBy.get(cellId);
+  }
+  user = '';
 
   /** This tab's change was refused: the model holds what the log does not. */
   get refused(): ISignal<this, string> {
@@ -127,6 +152,10 @@ export class NotebookBinding {
       this.settings
     );
     this.writable = snap.writable;
+    this.user = snap.user ?? '';
+    for (const [cell, user] of Object.entries(snap.ran_by ?? {})) {
+      this._ranBy.set(cell, user);
+    }
     Y.applyUpdate(this.model.ydoc, fromBase64(snap.update), REMOTE);
     for (const i of snap.inputs ?? []) {
       if (i.cell_id) {
@@ -158,6 +187,40 @@ export class NotebookBinding {
   }
 
   private onEvents(events: Envelope[]): void {
+    const widgets = this.commGate ? widgetsOpened(events) : [];
+    if (!this.holding && !widgets.length) {
+      this.apply(events);
+      return;
+    }
+    // Held: this batch waits for its widgets, and every later batch behind it.
+    const gate = this.commGate;
+    const held: Promise<void> = (this.holding ?? Promise.resolve()).then(async () => {
+      if (widgets.length && gate) {
+        await gate(widgets).catch(() => undefined);
+      }
+      if (!this.disposed) {
+        this.apply(events);
+      }
+    });
+    this.holding = held;
+    void held.then(() => {
+      if (this.holding === held) {
+        this.holding = null;
+      }
+    });
+  }
+
+  private apply(events: Envelope[]): void {
+    // Who ran a cell first: a tab that trusted its outputs (its own person's
+    // run) stops before someone else's outputs arrive in it.
+    for (const e of events) {
+      if (e.name === 'v1.ExecutionRequested' && e.args.cell_id) {
+        if (this._ranBy.get(e.args.cell_id) !== e.user) {
+          this._ranBy.set(e.args.cell_id, e.user);
+          this._ranByChanged.emit(e.args.cell_id);
+        }
+      }
+    }
     // One transaction for what arrived together: JupyterLab builds its cell
     // models once, from the end state (a collaborator's `trusted`, which the
     // server removes in the update right after it, never reaches them).
@@ -175,6 +238,7 @@ export class NotebookBinding {
     for (const e of events) {
       if (e.name === 'v1.ExecutionRequested' && e.args.cell_id) {
         this.cells.set(e.args.execution_id, e.args.cell_id);
+
       } else if (e.name === 'v1.InputRequested') {
         const { prompt, password } = e.args;
         this.ask(e.args.execution_id, prompt ?? '', !!password);
@@ -266,6 +330,7 @@ export class NotebookBinding {
   }
 
   private conn: LogConnection | null = null;
+  private holding: Promise<void> | null = null; // batches waiting for their widgets
   private disposed = false;
   private busy = false;
   private jobs: Job[] = [];
@@ -278,8 +343,24 @@ export class NotebookBinding {
   private pushedSeq = 0; // the last seq of this tab's pushes
   private _refused = new Signal<this, string>(this);
   private _input = new Signal<this, IInputChange>(this);
+  private _ranBy = new Map<string, string>(); // cell -> who asked for its latest execution
+  private _ranByChanged = new Signal<this, string>(this);
   private cells = new Map<string, string>(); // execution -> cell
   private asking = new Map<string, IInputChange>(); // executions whose input() waits
+}
+
+/** The widgets a batch opens (ipywidgets' comms Python made). */
+function widgetsOpened(events: Envelope[]): string[] {
+  const ids: string[] = [];
+  for (const e of events) {
+    if (e.name === 'v1.CommOpened') {
+      const args = e.args as { comm_id: string; origin: string; target_name: string };
+      if (args.origin === 'runtime' && args.target_name === WIDGET_TARGET) {
+        ids.push(args.comm_id);
+      }
+    }
+  }
+  return ids;
 }
 
 export function fromBase64(text: string): Uint8Array {

@@ -18,6 +18,8 @@ import { AnodeCellExecutor } from './executor';
 import { AnodePanel } from './panel';
 import { AnodeContentProvider, PROVIDER_ID } from './provider';
 import { showInputs } from './stdin';
+import { trustOwnOutputs } from './trust';
+import { gateWidgets } from './widgets';
 
 /** The content provider, for the cell executor. */
 const IAnodeContentProvider = new Token<AnodeContentProvider>(
@@ -60,6 +62,8 @@ const bindingUi: JupyterFrontEndPlugin<void> = {
         }
         panel.node.dataset.anodeNotebookId = binding.notebookId;
         showInputs(panel, binding);
+        gateWidgets(panel, binding);
+        trustOwnOutputs(panel, binding, app.commands);
         if (!binding.writable && panel.content.model) {
           // A reader's edits would be refused: the editors say so first.
           panel.content.model.readOnly = true;
@@ -75,6 +79,7 @@ const bindingUi: JupyterFrontEndPlugin<void> = {
         });
         binding.refused.connect((_, reason) => {
           const path = panel.context.path;
+          console.warn(`Anode refused an edit of ${path}: ${reason}`);
           Notification.warning(`Anode refused an edit of ${path}: ${reason}. Reopening it.`);
           panel.close();
           void app.commands.execute('docmanager:open', { path, factory: 'Notebook' });

@@ -51,7 +51,19 @@ outputs = st.one_of(
     st.just({"output_type": "error", "ename": "E", "evalue": "v", "traceback": ["t"]}),
 )
 
+COMMS = ["m0", "m1", "m2"]
 cell_id = st.sampled_from(CELLS)
+comm_id = st.sampled_from(COMMS)
+origin = st.sampled_from(["runtime", "client"])
+# A widget's open or update (ipywidgets' protocol 2), with or without a binary part.
+widget_data = st.builds(
+    lambda v, binary: {
+        "state": {"value": v, "_model_name": "IntSliderModel"},
+        "buffer_paths": [["data"]] if binary else [],
+    },
+    st.integers(0, 9),
+    st.booleans(),
+)
 ex_id = st.sampled_from(EXECS)
 session = st.sampled_from(SESSIONS)
 
@@ -104,6 +116,24 @@ events = st.one_of(
     ),
     _ev("ExecutionCancelled", execution_id=ex_id),
     _ev("ExecutionFailed", execution_id=ex_id, reason=st.just("lost")),
+    _ev(
+        "CommOpened",
+        comm_id=comm_id,
+        session_id=session,
+        target_name=st.sampled_from(["jupyter.widget", "other"]),
+        origin=origin,
+        data=widget_data,
+        buffers=st.sampled_from([[], ["AAE="]]),
+    ),
+    _ev(
+        "CommMessage",
+        comm_id=comm_id,
+        origin=origin,
+        data=st.builds(lambda d: {"method": "update", **d}, widget_data),
+        buffers=st.sampled_from([[], ["AAE="], ["not base64!"]]),
+    ),
+    _ev("CommClosed", comm_id=comm_id, origin=origin),
+    _ev("CommsDelivered", session_id=session, seq=st.integers(0, 30)),
 )
 
 
@@ -536,6 +566,8 @@ def queue_step(draw: Any, state: Any) -> tuple[list[dict[str, Any]], int]:
         )
         options.append((1, lambda x=x: ([ev("ExecutionFailed", execution_id=x, reason="lost")], 4)))
         options.append((1, lambda x=x: ([ev("ExecutionCancelled", execution_id=x)], 0)))
+    for rt in live:
+        options.extend(_comm_steps(draw, state, rt, RUNTIMES.get(rt.client_id, 4)))
     for req in t.inputs.values():
         if req.state == "pending":
             options.append(
@@ -551,3 +583,100 @@ def queue_step(draw: Any, state: Any) -> tuple[list[dict[str, Any]], int]:
         options.append((1, lambda x=x: ([ev("ExecutionCancelled", execution_id=x)], 0)))
     weighted = [make for weight, make in options for _ in range(weight)]
     return draw(st.sampled_from(weighted))()
+
+
+def _comm_steps(draw: Any, state: Any, rt: Any, owner: int) -> list[tuple[int, Any]]:
+    """A live runtime's comms: widgets Python opens, updates both ways (some with
+    binary parts), a front end opening one, closes from either side, deliveries."""
+    t = state.t
+    sid = rt.session_id
+
+    def ev(name: str, **args: Any) -> dict[str, Any]:
+        return {"name": f"v1.{name}", "args": args}
+
+    free = [c for c in COMMS if c not in t.comms or not t.comms[c].live]
+    mine = [c.comm_id for c in t.comms.values() if c.session_id == sid and c.live]
+    steps: list[tuple[int, Any]] = []
+    if free:
+        steps.append(
+            (
+                2,
+                lambda: (
+                    [
+                        ev(
+                            "CommOpened",
+                            comm_id=draw(st.sampled_from(free)),
+                            session_id=sid,
+                            target_name="jupyter.widget",
+                            origin="runtime",
+                            data=draw(widget_data),
+                            buffers=["AAE="],
+                        )
+                    ],
+                    owner,
+                ),
+            )
+        )
+        steps.append(
+            (
+                1,
+                lambda: (
+                    [
+                        ev(
+                            "CommOpened",
+                            comm_id=draw(st.sampled_from(free)),
+                            session_id=sid,
+                            target_name="jupyter.widget.control",
+                            origin="client",
+                        )
+                    ],
+                    draw(st.sampled_from([0, 1])),
+                ),
+            )
+        )
+    for c in mine:
+        steps.append(
+            (
+                2,
+                lambda c=c: (
+                    [
+                        ev(
+                            "CommMessage",
+                            comm_id=c,
+                            origin="client",
+                            data={"method": "update", **draw(widget_data)},
+                            buffers=draw(st.sampled_from([[], ["AAI="]])),
+                        ),
+                    ],
+                    draw(st.sampled_from([0, 1])),
+                ),
+            )
+        )
+        steps.append(
+            (
+                2,
+                lambda c=c: (
+                    [
+                        ev(
+                            "CommMessage",
+                            comm_id=c,
+                            origin="runtime",
+                            data={"method": "echo_update", **draw(widget_data)},
+                            buffers=["AAM="],
+                        ),
+                        ev("CommsDelivered", session_id=sid, seq=t.head),
+                    ],
+                    owner,
+                ),
+            )
+        )
+        steps.append(
+            (
+                1,
+                lambda c=c: (
+                    [ev("CommClosed", comm_id=c, origin=draw(origin))],
+                    draw(st.sampled_from([owner, 0])),
+                ),
+            )
+        )
+    return steps

@@ -47,6 +47,7 @@ def all_dirty(state):
     d.runtimes = set(state.t.runtimes)
     d.inputs = set(state.t.inputs)
     d.outputs = set(state.t.outputs)
+    d.comms = set(state.t.comms)
     return d
 
 

@@ -45,19 +45,16 @@ CELL = "import ipywidgets as w\ns = w.IntSlider(value=0, min=0, max=100)\ns"
 MOVES = 60
 
 READOUT = ".jp-OutputArea .widget-slider .widget-readout"
-WATCH = (
-    """() => {
+WATCH = """() => {
   window.__shown = {};
-  const r = document.querySelector('%s');
+  const r = document.querySelector('READOUT');
   const note = () => {
     const v = r.innerText.trim();
     if (!(v in window.__shown)) window.__shown[v] = performance.timeOrigin + performance.now();
   };
   new MutationObserver(note).observe(r, {childList: true, characterData: true, subtree: true});
   note();
-}"""
-    % READOUT
-)
+}""".replace("READOUT", READOUT)
 
 
 def with_widgets(python: Path) -> Path:

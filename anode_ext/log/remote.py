@@ -34,6 +34,9 @@ from .sync import GapError, Replica
 log = logging.getLogger(__name__)
 
 
+KEPT_MAX = 200_000  # envelopes a client with keep_events holds at most
+
+
 class RemoteError(AnodeError):
     """The server will not serve us (wrong token, no such notebook, no rights)."""
 
@@ -272,10 +275,10 @@ class RemoteLog:
                 try:
                     fresh = self._replica.receive(msg["events"])
                     if self.keep_events:
-                        self._kept += fresh
+                        self._keep(fresh)
                 except GapError as err:
                     if self.keep_events:
-                        self._kept += err.fresh
+                        self._keep(err.fresh)
                     log.warning("%s; pulling again", err)
                     conn.close()
                     return
@@ -289,6 +292,14 @@ class RemoteLog:
                     answer.set_result(msg)
             else:
                 log.warning("server says: %s", msg.get("reason", msg))
+
+    def _keep(self, fresh: list[Envelope]) -> None:
+        """Keep received envelopes for `events`, the newest KEPT_MAX of them: a
+        reader that falls that far behind reads on from the oldest kept."""
+        self._kept += fresh
+        if len(self._kept) > KEPT_MAX:
+            drop = len(self._kept) - KEPT_MAX // 2
+            self._kept, self._kept_from = self._kept[drop:], self._kept_from + drop
 
     async def _until(self, seq: int) -> None:
         while self.state.t.head < seq:

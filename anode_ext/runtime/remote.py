@@ -31,7 +31,8 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> list[str]:
     """Work the notebook's queue until `stop` is set (or SIGINT/SIGTERM); the sessions run."""
-    client = await RemoteLog(url, notebook_id, token=token).start()
+    # The agent reads the events themselves (front ends' comm messages for Python).
+    client = await RemoteLog(url, notebook_id, token=token, keep_events=True).start()
     agent = Agent(client, lambda: PyodideHost(workdir, node=node, network=network))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -197,3 +197,77 @@ def test_a_stopped_runtime_is_lost_though_its_socket_stays_open(tmp_path: Path) 
             runtime.kill()
             runtime.wait(30)
         server.stop()
+
+
+def test_a_remote_runtime_hands_python_the_front_ends_comm_messages(tmp_path: Path) -> None:
+    """Widgets on `anode runtime`: its Python's comms reach the log, and a front
+    end's update pushed over REST reaches its Python (over the sync websocket)."""
+    server = Server(tmp_path, "--AnodeApp.warm_runtimes=0").start()
+    runtime: subprocess.Popen[str] | None = None
+    try:
+        nb = server.create()
+        work = tmp_path / "remote-work"
+        work.mkdir()
+        runtime, sid = start_runtime(server, nb, work, "--token", TOKEN)
+
+        def run(code: str) -> dict[str, Any]:
+            x = _id()
+            args = {"execution_id": x, "cell_id": None, "code": code}
+            status, _ = server.call(
+                f"/anode/api/notebooks/{nb}/events",
+                {"events": [{"id": _id(), "name": "v1.ExecutionRequested", "args": args}]},
+            )
+            assert status == 200
+            return until(
+                lambda: next(
+                    (
+                        e
+                        for e in server.state(nb)["executions"]
+                        if e["id"] == x and e["state"] == "completed"
+                    ),
+                    None,
+                ),
+                120,
+                f"{code!r} did not complete",
+            )
+
+        run("import ipywidgets as w\ns = w.IntSlider(value=1)")
+        events = server.call(f"/anode/api/notebooks/{nb}/events?after=0")[1]["events"]
+        opened = [
+            e["args"]
+            for e in events
+            if e["name"] == "v1.CommOpened"
+            and e["args"]["data"]["state"].get("_model_name") == "IntSliderModel"
+        ]
+        assert opened and opened[0]["session_id"] == sid
+        update = {
+            "comm_id": opened[0]["comm_id"],
+            "origin": "client",
+            "data": {"method": "update", "state": {"value": 6}, "buffer_paths": []},
+        }
+        status, body = server.call(
+            f"/anode/api/notebooks/{nb}/events",
+            {"events": [{"id": _id(), "name": "v1.CommMessage", "args": update}]},
+        )
+        assert status == 200
+        (seq,) = body["seqs"]
+
+        def delivered() -> bool:
+            events = server.call(f"/anode/api/notebooks/{nb}/events?after={seq}")[1]["events"]
+            return any(e["name"] == "v1.CommsDelivered" and e["args"]["seq"] >= seq for e in events)
+
+        until(delivered, 60, "the remote runtime never delivered the comm message")
+        run("print(s.value)")
+        events = server.call(f"/anode/api/notebooks/{nb}/events?after={seq}")[1]["events"]
+        printed = "".join(
+            e["args"]["output"].get("text", "") for e in events if e["name"] == "v1.OutputAppended"
+        )
+        assert printed == "6\n"
+    finally:
+        if runtime is not None:
+            runtime.send_signal(signal.SIGINT)
+            try:
+                runtime.wait(30)
+            except subprocess.TimeoutExpired:
+                runtime.kill()
+        server.stop()

@@ -72,6 +72,13 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "v1.ExecutionCompleted": ("execute", {"execution_id": "x1", "status": "ok"}),
     "v1.ExecutionCancelled": ("execute", {"execution_id": "x1"}),
     "v1.ExecutionFailed": ("execute", {"execution_id": "x1", "reason": "lost"}),
+    "v1.CommOpened": (
+        "execute",
+        {"comm_id": "m-new", "session_id": "s1", "target_name": "t", "origin": "client"},
+    ),
+    "v1.CommMessage": ("execute", {"comm_id": "m1", "origin": "client", "data": {}}),
+    "v1.CommClosed": ("execute", {"comm_id": "m1", "origin": "client"}),
+    "v1.CommsDelivered": ("execute", {"session_id": "s1", "seq": 1}),
 }
 USERS = {
     "reader": {"read"},

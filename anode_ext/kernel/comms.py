@@ -63,6 +63,9 @@ class Comms(InternalsKernel):
         the follower and a running execute never interleave)."""
         if upto <= self._comm_seen or self.session is None:
             return
+        if self.client.state.comm_seq <= self._comm_seen:
+            self._comm_seen = upto  # no comm event since: nothing to read
+            return
         for env in self.client.events(self._comm_seen):
             if env.seq > upto:
                 break

@@ -177,6 +177,8 @@ def fold(batch: Batch, env: Envelope) -> None:
     handler = _FOLD.get(type(env.args))
     if handler is not None:
         handler(batch, env.args, env)
+    if type(env.args) in _COMM_EVENTS:
+        batch.state.comm_seq = env.seq  # not undone: a hint may be too high
     batch.t.head = env.seq
     batch.t.last_at = env.at
 
@@ -487,6 +489,7 @@ def _input_replied(b: Batch, e: ev.InputReplied, env: Envelope) -> None:
 # --- comms -------------------------------------------------------------------
 
 WIDGET_TARGET = "jupyter.widget"
+_COMM_EVENTS = frozenset((ev.CommOpened, ev.CommMessage, ev.CommClosed))
 _UPDATES = frozenset(("update", "echo_update"))
 _PATH_ENC = msgspec.json.Encoder()
 

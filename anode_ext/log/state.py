@@ -161,6 +161,9 @@ class State:
     def __init__(self, tables: Tables | None = None) -> None:
         self.t = tables if tables is not None else Tables()
         self.pending: dict[str, None] = {}
+        # No comm event after this seq (a hint, never too low: readers of comm
+        # events skip reading the log when it is behind their cursor).
+        self.comm_seq = self.t.head
         self.reindex()
 
     def reindex(self) -> None:

@@ -262,9 +262,13 @@ class Agent:
         host, sid = self.host, self.session_id
         if host is None or sid is None or not host.alive:
             return
-        head = self.client.state.t.head
+        state = self.client.state
+        head = state.t.head
         stop = head if upto is None else min(upto, head)
         if stop <= self._comm_cursor:
+            return
+        if state.comm_seq <= self._comm_cursor:
+            self._comm_cursor = stop  # no comm event since: nothing to read
             return
         try:
             envs = self.client.events(self._comm_cursor)

@@ -77,12 +77,10 @@ class Comms(InternalsKernel):
                 continue
             msg_type, content = messages.comm_message(e)
             parent = self._parents.get(e.execution_id or "") or self._comm_parent
-            self.session.send(
-                self.iopub_socket,
+            self._publish(
                 msg_type,
                 content,
-                parent=parent,
-                ident=self.iopub_topic(msg_type),
+                parent,
                 buffers=[base64.b64decode(b) for b in e.buffers],
                 metadata=e.metadata,  # ipywidgets' protocol version rides here
             )
@@ -157,14 +155,7 @@ class Comms(InternalsKernel):
         self.session.send(stream, "comm_info_reply", content, parent, ident)
 
     def _status(self, state: str, parent: Any) -> None:
-        assert self.session is not None
-        self.session.send(
-            self.iopub_socket,
-            "status",
-            {"execution_state": state},
-            parent=parent,
-            ident=self.iopub_topic("status"),
-        )
+        self._publish("status", {"execution_state": state}, parent)
 
 
 def _live_session(state: Any) -> str | None:

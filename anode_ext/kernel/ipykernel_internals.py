@@ -80,6 +80,18 @@ class InternalsKernel(Kernel):
         topic: bytes = self._topic(msg_type)  # type: ignore[no-untyped-call]
         return topic
 
+    def _publish(self, msg_type: str, content: dict[str, Any], parent: Any, **more: Any) -> None:
+        """An iopub message as ipykernel addresses its own (`more`: buffers, metadata)."""
+        assert self.session is not None
+        self.session.send(
+            self.iopub_socket,
+            msg_type,
+            content,
+            parent=parent,
+            ident=self.iopub_topic(msg_type),
+            **more,
+        )
+
     def abort_queued_requests(self) -> None:
         """Abort the shell requests queued now (what ``stop_on_error`` asks for)."""
         self._abort_queues()

@@ -340,16 +340,6 @@ class AnodeKernel(Comms, Answers):
         self.execution_count = count
         return messages.reply_for(row, error, count)
 
-    def _publish(self, msg_type: str, content: dict[str, Any], parent: Any) -> None:
-        assert self.session is not None
-        self.session.send(
-            self.iopub_socket,
-            msg_type,
-            content,
-            parent=parent,
-            ident=self.iopub_topic(msg_type),
-        )
-
     async def _ask(self, x: str, e: ev.InputRequested, parent: Any, ident: Any) -> None:
         """Forward an input request to this client's stdin channel; its answer to the log."""
         assert self.session is not None

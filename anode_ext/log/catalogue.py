@@ -383,29 +383,28 @@ class CommOpened(Event, frozen=True):
     execution_id: str | None = None
 
 
-class CommMessage(Event, frozen=True):
+class _OnComm(Event, frozen=True):
+    """What a message and a close carry (not an event of its own)."""
+
+    comm_id: str
+    origin: CommOrigin
+    data: dict[str, JSONValue] = {}
+    metadata: dict[str, JSONValue] = {}
+    buffers: list[str] = []
+    execution_id: str | None = None
+
+
+class CommMessage(_OnComm, frozen=True):
     """A message on an open comm, from its runtime's Python or from a front end (which
     the runtime hands to Python in log order, during a running cell too)."""
 
     name: ClassVar[str] = "v1.CommMessage"
     right: ClassVar[str] = "execute"
-    comm_id: str
-    origin: CommOrigin
-    data: dict[str, JSONValue] = {}
-    metadata: dict[str, JSONValue] = {}
-    buffers: list[str] = []
-    execution_id: str | None = None
 
 
-class CommClosed(Event, frozen=True):
+class CommClosed(_OnComm, frozen=True):
     name: ClassVar[str] = "v1.CommClosed"
     right: ClassVar[str] = "execute"
-    comm_id: str
-    origin: CommOrigin
-    data: dict[str, JSONValue] = {}
-    metadata: dict[str, JSONValue] = {}
-    buffers: list[str] = []
-    execution_id: str | None = None
 
 
 class CommsDelivered(Event, frozen=True):

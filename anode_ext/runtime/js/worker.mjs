@@ -185,10 +185,47 @@ function runPyodideScript(cachedData) {
   return script;
 }
 
+// Pyodide restores a snapshot by copying it over the whole wasm memory
+// (`HEAP8.set(snapshot)`), which makes every page resident, the ~10 MB of
+// pages that are zero in both included. During that one copy, pages that are
+// zero in the snapshot and still zero in the memory are skipped: left alone,
+// they stay unbacked (the kernel's zero page) until Python writes them.
+const PAGE = 4096;
+function restoreSparsely(memory) {
+  const nativeSet = Int8Array.prototype.set;
+  Int8Array.prototype.set = function (source, offset) {
+    // The snapshot's memory part (Pyodide passes a view of it past its header).
+    const whole = (offset ?? 0) === 0 && source?.buffer === memory.buffer &&
+      source.length >= memory.length / 2 && this.length >= source.length;
+    if (!whole || source.byteOffset % 8 !== 0) return nativeSet.call(this, source, offset);
+    Int8Array.prototype.set = nativeSet; // this one copy only
+    const src = new BigUint64Array(source.buffer, source.byteOffset, source.length >>> 3);
+    const dst = new BigUint64Array(this.buffer, this.byteOffset, source.length >>> 3);
+    const words = PAGE >>> 3;
+    for (let w = 0; w < src.length; w += words) {
+      const end = Math.min(w + words, src.length);
+      let zero = true;
+      for (let i = w; i < end; i++) {
+        if (src[i] !== 0n || dst[i] !== 0n) {
+          zero = false;
+          break;
+        }
+      }
+      if (!zero) dst.set(src.subarray(w, end), w);
+    }
+    const tail = source.length & 7; // (snapshots are whole pages: none)
+    if (tail) nativeSet.call(this, source.subarray(source.length - tail), source.length - tail);
+  };
+  return () => {
+    Int8Array.prototype.set = nativeSet;
+  };
+}
+
 let snapshotBytes = await readSnapshot();
 let pyodideScript = runPyodideScript(snapshotBytes.codeCache);
 const { loadPyodide } = await import(pathToFileURL(`${cfg.pyodideDir}/pyodide.mjs`).href);
 const makeSnapshot = cfg.mode === "cold" && cfg.snapshotFd !== null;
+const unpatch = snapshotBytes.memory ? restoreSparsely(snapshotBytes.memory) : () => {};
 const py = await loadPyodide({
   indexURL: `${cfg.pyodideDir}/`,
   jsglobals: safeGlobals(),
@@ -198,6 +235,7 @@ const py = await loadPyodide({
   _makeSnapshot: makeSnapshot,
   _loadSnapshot: snapshotBytes.memory,
 });
+unpatch();
 snapshotBytes = undefined;
 // Pyodide keeps its options for the life of the interpreter: without this the
 // snapshot's bytes (40+ MB) would stay alive beside the memory restored from it.

@@ -20,6 +20,7 @@ from ..log import catalogue as ev
 from ..log.errors import Refused
 from ..log.local import LogClient
 from ..runtime.agent import Agent
+from ..runtime.host import PyodideHost
 from . import messages
 from .ipykernel_internals import InternalsKernel
 
@@ -35,6 +36,10 @@ class Comms(InternalsKernel):
 
     client: LogClient
     agent: Agent
+
+    async def _runtime(self) -> PyodideHost:
+        """The booted host (AnodeKernel waits for the boot)."""
+        raise NotImplementedError
 
     def _init_comms(self) -> None:
         # Every comm event Python makes is published on iopub, in log order, up
@@ -53,10 +58,13 @@ class Comms(InternalsKernel):
     async def _follow_comms(self) -> None:
         """Publish the comm events Python makes, whoever's request made them: every
         client of the kernel sees the widgets of the notebook's runtime."""
-        while True:
-            head = self.client.state.t.head
-            self._publish_comms(head)
-            await self.client.wait(head, 5.0)
+        try:
+            while True:
+                head = self.client.state.t.head
+                self._publish_comms(head)
+                await self.client.wait(head, 5.0)
+        except Exception as err:  # the log's client closed at shutdown
+            self.log.debug("comm follower stopped: %s", err)
 
     def _publish_comms(self, upto: int) -> None:
         """Python's comm events after `_comm_seen` up to `upto`, on iopub (synchronous:
@@ -115,6 +123,13 @@ class Comms(InternalsKernel):
         comm_id = str(content.get("comm_id", ""))
         if msg_type == "comm_open":
             sid = self.agent.session_id or _live_session(state)
+            if sid is None:  # the runtime is still booting (a tab that just connected)
+                try:
+                    await self._runtime()
+                except RuntimeError as err:
+                    self.log.warning("comm_open for %r: %s", comm_id, err)
+                    return
+                sid = self.agent.session_id
         else:
             row = state.t.comms.get(comm_id)
             sid = row.session_id if row is not None else None

@@ -228,3 +228,25 @@ def test_nbclient_runs_widgets_and_saves_their_state() -> None:
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     assert state[view["model_id"]]["state"]["value"] == 8
     assert nb.cells[1].outputs[0]["text"] == "8\n"
+
+
+def test_a_comm_open_sent_while_the_runtime_boots_waits_for_it() -> None:
+    """JupyterLab opens the control comm as soon as it connects, often before Pyodide
+    has booted: the open waits for the runtime instead of being dropped."""
+    km, kc = start_new_kernel(kernel_name="anode-pyodide", startup_timeout=120)
+    try:
+        control = uuid.uuid4().hex
+        opening = {"comm_id": control, "target_name": "jupyter.widget.control", "data": {}}
+        send(kc, "comm_open", opening, metadata={"version": "1.0.0"})
+        msg = kc.session.msg("comm_msg", {"comm_id": control, "data": {"method": "request_states"}})
+        kc.shell_channel.send(msg)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            m = kc.get_iopub_msg(timeout=60)
+            if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == control:
+                assert m["content"]["data"]["method"] == "update_states"
+                return
+        raise AssertionError("no update_states on the control comm")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)

@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from collab import ANODE_KERNEL, IPYKERNEL, AnchorLab, anchor_python, open_page,
 from nbformat.v4 import new_code_cell  # noqa: E402
 
 from tests.labextension.conftest import CHROMIUM, lab_options  # noqa: E402
+from tests.labextension.test_document import wait_until  # noqa: E402
 from tests.server.real import Server  # noqa: E402
 
 CELL = "import ipywidgets as w\ns = w.IntSlider(value=0, min=0, max=100)\ns"
@@ -75,17 +75,6 @@ def readout(page: Any) -> str:
     )
 
 
-def until(check: Any, what: str, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def trust(page: Any) -> None:
     """'Trust Notebook', confirmed when JupyterLab asks (it does not when all is trusted)."""
     page.evaluate("() => { void window.jupyterapp.commands.execute('notebook:trust'); }")
@@ -115,21 +104,21 @@ def one_drag(browser: Any, lab: Server, path: str, nb_id: str | None) -> dict[st
     sent: list[str] = []
     a.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append(str(f))))
     a.evaluate("() => { void window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
-    until(lambda: readout(a) == "0", "the slider in A")
+    wait_until(lambda: readout(a) == "0", "the slider in A", 120)
     trust(b)
-    until(lambda: readout(b) == "0", "the slider in B")
+    wait_until(lambda: readout(b) == "0", "the slider in B", 120)
     a.wait_for_timeout(1000)
     # Reconnect A's kernel websocket listener: only frames of the drag count.
     a.reload()
-    until(lambda: readout(a) == "0", "the slider in A after a reload")
+    wait_until(lambda: readout(a) == "0", "the slider in A after a reload", 120)
     a.wait_for_timeout(1500)
     a.evaluate(WATCH)
     b.evaluate(WATCH)
     head = lab.call(f"/anode/api/notebooks/{nb_id}")[1]["head"] if nb_id else 0
     sent.clear()
     drag(a)
-    final = until(lambda: readout(a) if readout(a) == "100" else "", "A at the end", 10)
-    until(lambda: readout(b) == final, "B at the end", 30)
+    final = wait_until(lambda: readout(a) if readout(a) == "100" else "", "A at the end", 10)
+    wait_until(lambda: readout(b) == final, "B at the end", 30)
     a.wait_for_timeout(1000)
     shown_a = a.evaluate("() => window.__shown")
     shown_b = b.evaluate("() => window.__shown")

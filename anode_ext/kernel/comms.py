@@ -18,9 +18,11 @@ import msgspec
 
 from ..log import catalogue as ev
 from ..log.errors import Refused
-from ..log.local import LogClient
+from ..log.local import LogClient, comm_events
+from ..log.state import State
 from ..runtime.agent import Agent
 from ..runtime.host import PyodideHost
+from ..runtime.run import wait_for
 from . import messages
 from .ipykernel_internals import InternalsKernel
 
@@ -69,18 +71,12 @@ class Comms(InternalsKernel):
     def _publish_comms(self, upto: int) -> None:
         """Python's comm events after `_comm_seen` up to `upto`, on iopub (synchronous:
         the follower and a running execute never interleave)."""
-        if upto <= self._comm_seen or self.session is None:
+        if self.session is None:
             return
-        if self.client.state.comm_seq <= self._comm_seen:
-            self._comm_seen = upto  # no comm event since: nothing to read
-            return
-        for env in self.client.events(self._comm_seen):
-            if env.seq > upto:
-                break
-            self._comm_seen = env.seq
-            e = env.args
-            if not isinstance(e, (ev.CommOpened, ev.CommMessage, ev.CommClosed)):
-                continue
+        envs = comm_events(self.client, self._comm_seen, upto)
+        self._comm_seen = max(self._comm_seen, upto)
+        for env in envs:
+            e: ev.CommEvent = env.args  # type: ignore[assignment]
             if e.origin != "runtime":
                 continue
             msg_type, content = messages.comm_message(e)
@@ -150,17 +146,12 @@ class Comms(InternalsKernel):
 
     async def _delivered(self, sid: str, seq: int, timeout: float = 10.0) -> None:
         """Until the runtime session handed `seq` to Python (or ended, or `timeout`)."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while True:
-            rt = self.client.state.t.runtimes.get(sid)
-            if rt is None or rt.state != "live" or rt.comms_delivered >= seq:
-                return
-            head = self.client.state.t.head
-            left = end - loop.time()
-            if left <= 0:
-                return
-            await self.client.wait(head, left)
+
+        def delivered(state: State) -> bool:
+            rt = state.t.runtimes.get(sid)
+            return rt is None or rt.state != "live" or rt.comms_delivered >= seq
+
+        await wait_for(self.client, delivered, timeout)
 
     async def comm_info_request(self, stream: Any, ident: Any, parent: Any) -> None:
         """The comms open in the log, not only in this process."""

@@ -167,36 +167,29 @@ def cell_events(cells: Mapping[str, CellRow], cell_id: str | None, code: str) ->
 # -- comms -------------------------------------------------------------------------
 
 
-def comm_message(event: ev.CommOpened | ev.CommMessage | ev.CommClosed) -> Message:
+def comm_message(event: ev.CommEvent) -> Message:
     """The iopub message for a comm event Python made (buffers travel apart)."""
     content: dict[str, Any] = {"comm_id": event.comm_id, "data": event.data}
     if isinstance(event, ev.CommOpened):
         content["target_name"] = event.target_name
         content["target_module"] = event.target_module
-        return "comm_open", content
-    return ("comm_msg" if isinstance(event, ev.CommMessage) else "comm_close"), content
+    return ev.comm_kind(event), content
 
 
 def comm_event(
     msg_type: str, content: dict[str, Any], buffers: list[str], session_id: str
-) -> ev.CommOpened | ev.CommMessage | ev.CommClosed:
+) -> ev.CommEvent:
     """A front end's shell comm message as the log's event (buffers as base64)."""
-    common: dict[str, Any] = {
-        "comm_id": str(content.get("comm_id", "")),
-        "origin": "client",
-        "data": dict(content.get("data") or {}),
-        "buffers": buffers,
-    }
-    if msg_type == "comm_open":
-        return ev.CommOpened(
-            session_id=session_id,
-            target_name=str(content.get("target_name", "")),
-            target_module=content.get("target_module"),
-            **common,
-        )
-    if msg_type == "comm_msg":
-        return ev.CommMessage(**common)
-    return ev.CommClosed(**common)
+    return ev.comm_event(
+        msg_type,
+        session_id=session_id,
+        target_name=str(content.get("target_name", "")),
+        target_module=content.get("target_module"),
+        comm_id=str(content.get("comm_id", "")),
+        origin="client",
+        data=dict(content.get("data") or {}),
+        buffers=buffers,
+    )
 
 
 def comm_info(state: State, target_name: str | None) -> dict[str, dict[str, str]]:

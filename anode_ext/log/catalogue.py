@@ -407,6 +407,37 @@ class CommClosed(_OnComm, frozen=True):
     right: ClassVar[str] = "execute"
 
 
+CommEvent = CommOpened | CommMessage | CommClosed
+# Jupyter's message type for each comm event (what a kernel and Python call them).
+COMM_KINDS: dict[str, type[CommOpened] | type[CommMessage] | type[CommClosed]] = {
+    "comm_open": CommOpened,
+    "comm_msg": CommMessage,
+    "comm_close": CommClosed,
+}
+
+
+def comm_kind(event: CommEvent) -> str:
+    """`comm_open`, `comm_msg` or `comm_close`."""
+    return next(k for k, t in COMM_KINDS.items() if isinstance(event, t))
+
+
+def comm_event(
+    kind: str,
+    *,
+    session_id: str,
+    target_name: str = "",
+    target_module: str | None = None,
+    **fields: Any,
+) -> CommEvent:
+    """The event for a Jupyter comm message of `kind` (the open's own fields are
+    used only by an open). KeyError for another kind."""
+    if kind == "comm_open":
+        return CommOpened(
+            session_id=session_id, target_name=target_name, target_module=target_module, **fields
+        )
+    return COMM_KINDS[kind](**fields)
+
+
 class CommsDelivered(Event, frozen=True):
     """The runtime session handed Python every front end's comm event for it up to `seq`
     (and Python handled them): a front end's message was taken, as a claim takes an

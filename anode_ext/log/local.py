@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
-from .catalogue import Event
+from .catalogue import COMM_KINDS, Event
 from .document import NotebookDoc
 from .envelope import Envelope
 from .rules import Identity
@@ -41,6 +41,24 @@ class LogClient(Protocol):
     def events(self, after: int) -> list[Envelope]:
         """The confirmed events with `seq > after`, in order (as far as this client has them)."""
         ...
+
+
+_COMMS = tuple(COMM_KINDS.values())
+
+
+def comm_events(client: LogClient, after: int, upto: int) -> list[Envelope]:
+    """The comm events (open, message, close) with `after < seq <= upto`: what the
+    runtime hands Python and the kernel publishes. Nothing is read when the
+    state's hint says no comm event came since `after`."""
+    if upto <= after or client.state.comm_seq <= after:
+        return []
+    out = []
+    for env in client.events(after):
+        if env.seq > upto:
+            break
+        if isinstance(env.args, _COMMS):
+            out.append(env)
+    return out
 
 
 class LogStore(Protocol):

@@ -489,7 +489,7 @@ def _input_replied(b: Batch, e: ev.InputReplied, env: Envelope) -> None:
 # --- comms -------------------------------------------------------------------
 
 WIDGET_TARGET = "jupyter.widget"
-_COMM_EVENTS = frozenset((ev.CommOpened, ev.CommMessage, ev.CommClosed))
+_COMM_EVENTS = frozenset(ev.COMM_KINDS.values())
 _UPDATES = frozenset(("update", "echo_update"))
 _PATH_ENC = msgspec.json.Encoder()
 

@@ -22,7 +22,7 @@ import msgspec
 from ..log import catalogue as ev
 from ..log.envelope import Envelope
 from ..log.errors import Refused, StoreError
-from ..log.local import LogClient
+from ..log.local import LogClient, comm_events
 from ..log.state import ASSIGNED, EXECUTING, PENDING, ExecutionRow, RuntimeRow
 from .host import PyodideHost
 from .protocol import HostDied, HostInfo
@@ -36,11 +36,6 @@ HostFactory = Callable[[], PyodideHost]
 _OUTPUT = msgspec.json.Decoder(ev.Output)
 _ENC = msgspec.json.Encoder()
 _COMM_EVENTS = (ev.CommOpened, ev.CommMessage, ev.CommClosed, ev.CommsDelivered)
-_KINDS: dict[type[ev.Event], str] = {
-    ev.CommOpened: "comm_open",
-    ev.CommMessage: "comm_msg",
-    ev.CommClosed: "comm_close",
-}
 
 
 def _new_id() -> str:
@@ -67,7 +62,7 @@ def _delivery(env: Envelope) -> dict[str, Any]:
     item: dict[str, Any] = {
         "seq": env.seq,
         "msg_id": env.id,
-        "kind": _KINDS[type(e)],
+        "kind": ev.comm_kind(e),
         "comm_id": e.comm_id,
         "data": e.data,
         "metadata": e.metadata,
@@ -262,32 +257,21 @@ class Agent:
         host, sid = self.host, self.session_id
         if host is None or sid is None or not host.alive:
             return
-        state = self.client.state
-        head = state.t.head
+        head = self.client.state.t.head
         stop = head if upto is None else min(upto, head)
-        if stop <= self._comm_cursor:
-            return
-        if state.comm_seq <= self._comm_cursor:
-            self._comm_cursor = stop  # no comm event since: nothing to read
-            return
         try:
-            envs = self.client.events(self._comm_cursor)
+            envs = comm_events(self.client, self._comm_cursor, stop)
         except StoreError as err:
             log.warning("comm events after %d unreadable (%s); skipped", self._comm_cursor, err)
-            self._comm_cursor = stop
-            return
+            envs = []
+        self._comm_cursor = max(self._comm_cursor, stop)
         batch = []
         for env in envs:
-            if env.seq > stop:
-                break
-            self._comm_cursor = env.seq
-            e = env.args
+            e: ev.CommEvent = env.args  # type: ignore[assignment]
             if isinstance(e, ev.CommOpened):
                 if e.session_id != sid:
                     continue
                 self._comms_here.add(e.comm_id)
-            elif not isinstance(e, (ev.CommMessage, ev.CommClosed)):
-                continue
             elif e.comm_id not in self._comms_here:
                 continue
             elif isinstance(e, ev.CommClosed):
@@ -301,25 +285,18 @@ class Agent:
     def comm_event(self, item: dict[str, Any], execution_id: str | None) -> ev.Event:
         """A comm event Python made, as the log's."""
         assert self.session_id is not None
-        kind = item["type"]
-        common: dict[str, Any] = {
-            "comm_id": str(item["comm_id"]),
-            "origin": "runtime",
-            "data": item.get("data") or {},
-            "metadata": item.get("metadata") or {},
-            "buffers": list(item.get("buffers") or ()),
-            "execution_id": execution_id,
-        }
-        if kind == "comm_open":
-            return ev.CommOpened(
-                session_id=self.session_id,
-                target_name=str(item.get("target_name") or ""),
-                target_module=item.get("target_module"),
-                **common,
-            )
-        if kind == "comm_msg":
-            return ev.CommMessage(**common)
-        return ev.CommClosed(**common)
+        return ev.comm_event(
+            item["type"],
+            session_id=self.session_id,
+            target_name=str(item.get("target_name") or ""),
+            target_module=item.get("target_module"),
+            comm_id=str(item["comm_id"]),
+            origin="runtime",
+            data=item.get("data") or {},
+            metadata=item.get("metadata") or {},
+            buffers=list(item.get("buffers") or ()),
+            execution_id=execution_id,
+        )
 
     def _on_background(self, item: dict[str, Any]) -> None:
         """What Python did outside an execution's request: a running execution's

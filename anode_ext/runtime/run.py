@@ -20,7 +20,7 @@ from ..log import Identity, Store
 from ..log import catalogue as ev
 from ..log.local import LocalHub, LogClient
 from ..log.rules import ALL_RIGHTS
-from ..log.state import EXECUTING, FINAL_STATES, ExecutionRow
+from ..log.state import EXECUTING, FINAL_STATES, ExecutionRow, State
 from .agent import Agent, HostFactory
 from .host import PyodideHost
 from .protocol import HostDied
@@ -63,12 +63,24 @@ async def wait_state(
     client: LogClient, execution_id: str, states: Collection[str], timeout: float | None
 ) -> bool:
     """Until the execution is in one of `states`; False on timeout."""
+
+    def reached(state: State) -> bool:
+        row = state.t.executions.get(execution_id)  # another client's: may not be here yet
+        return row is not None and row.state in states
+
+    return await wait_for(client, reached, timeout)
+
+
+async def wait_for(
+    client: LogClient, reached: Callable[[State], bool], timeout: float | None
+) -> bool:
+    """Until `reached(client.state)` holds (checked each time the log moves); False
+    on timeout."""
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
     while True:
         state = client.state
-        row = state.t.executions.get(execution_id)  # another client's: may not be here yet
-        if row is not None and row.state in states:
+        if reached(state):
             return True
         left = None if deadline is None else deadline - loop.time()
         if left is not None and left <= 0:

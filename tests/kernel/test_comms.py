@@ -195,25 +195,31 @@ def test_closing_from_python_and_from_the_front_end(kc: BlockingKernelClient) ->
     assert one not in comms and two not in comms
 
 
+def request_states(kc: BlockingKernelClient, timeout: float = 30) -> dict[str, Any]:
+    """What JupyterLab's widget manager does on connecting: open ipywidgets' control
+    comm and ask for every widget's state; the reply's data."""
+    control = uuid.uuid4().hex
+    opening = {"comm_id": control, "target_name": "jupyter.widget.control", "data": {}}
+    send(kc, "comm_open", opening, metadata={"version": "1.0.0"})  # as JupyterLab sends
+    msg = kc.session.msg("comm_msg", {"comm_id": control, "data": {"method": "request_states"}})
+    kc.shell_channel.send(msg)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = kc.get_iopub_msg(timeout=timeout)
+        if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == control:
+            return dict(m["content"]["data"])
+    raise AssertionError("no reply on the control comm")
+
+
 def test_a_front_end_opens_the_control_comm_and_gets_every_state(
     kc: BlockingKernelClient,
 ) -> None:
     """What JupyterLab's widget manager does on reload (ipywidgets' control comm)."""
     msgs = run(kc, "z = w.FloatText(value=2.5)")
     model = opened(msgs, "FloatTextModel")["content"]["comm_id"]
-    control = uuid.uuid4().hex
-    opening = {"comm_id": control, "target_name": "jupyter.widget.control", "data": {}}
-    send(kc, "comm_open", opening, metadata={"version": "1.0.0"})  # as JupyterLab sends
-    msg = kc.session.msg("comm_msg", {"comm_id": control, "data": {"method": "request_states"}})
-    kc.shell_channel.send(msg)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        m = kc.get_iopub_msg(timeout=30)
-        if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == control:
-            states = m["content"]["data"]["states"]
-            assert states[model]["state"]["value"] == 2.5
-            return
-    raise AssertionError("no update_states on the control comm")
+    data = request_states(kc)
+    assert data["method"] == "update_states"
+    assert data["states"][model]["state"]["value"] == 2.5
 
 
 def test_nbclient_runs_widgets_and_saves_their_state() -> None:
@@ -235,18 +241,7 @@ def test_a_comm_open_sent_while_the_runtime_boots_waits_for_it() -> None:
     has booted: the open waits for the runtime instead of being dropped."""
     km, kc = start_new_kernel(kernel_name="anode-pyodide", startup_timeout=120)
     try:
-        control = uuid.uuid4().hex
-        opening = {"comm_id": control, "target_name": "jupyter.widget.control", "data": {}}
-        send(kc, "comm_open", opening, metadata={"version": "1.0.0"})
-        msg = kc.session.msg("comm_msg", {"comm_id": control, "data": {"method": "request_states"}})
-        kc.shell_channel.send(msg)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            m = kc.get_iopub_msg(timeout=60)
-            if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == control:
-                assert m["content"]["data"]["method"] == "update_states"
-                return
-        raise AssertionError("no update_states on the control comm")
+        assert request_states(kc, timeout=60)["method"] == "update_states"
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=False)

@@ -19,10 +19,6 @@ _stack: list[Any] = []  # the Output widgets entered, innermost last
 _clear_next: set[int] = set()  # id() of widgets cleared with wait=True
 
 
-def active() -> bool:
-    return bool(_stack)
-
-
 def route(output: dict[str, Any]) -> bool:
     """Append to the innermost entered Output widget; False if none is entered."""
     if not _stack:

@@ -20,7 +20,7 @@ export const REMOTE = Symbol('anode-remote');
 /** The kernel whose notebooks Anode serves (anode_ext.kernel.KERNEL_NAME). */
 export const KERNEL = 'anode-pyodide';
 /** ipywidgets' comm target. */
-export const WIDGET_TARGET = 'jupyter.widget';
+const WIDGET_TARGET = 'jupyter.widget';
 const FINAL = new Set(['v1.ExecutionCompleted', 'v1.ExecutionFailed', 'v1.ExecutionCancelled']);
 
 export interface IInputChange {
@@ -353,11 +353,12 @@ export class NotebookBinding {
 function widgetsOpened(events: Envelope[]): string[] {
   const ids: string[] = [];
   for (const e of events) {
-    if (e.name === 'v1.CommOpened') {
-      const args = e.args as { comm_id: string; origin: string; target_name: string };
-      if (args.origin === 'runtime' && args.target_name === WIDGET_TARGET) {
-        ids.push(args.comm_id);
-      }
+    if (
+      e.name === 'v1.CommOpened' &&
+      e.args.origin === 'runtime' &&
+      e.args.target_name === WIDGET_TARGET
+    ) {
+      ids.push(e.args.comm_id);
     }
   }
   return ids;

@@ -240,6 +240,10 @@ snapshotBytes = undefined;
 // Pyodide keeps its options for the life of the interpreter: without this the
 // snapshot's bytes (40+ MB) would stay alive beside the memory restored from it.
 py._api.config._loadSnapshot = undefined;
+// Nor would pyodide.asm.wasm's bytes (8.6 MB; V8 keeps its own copy of a
+// module's bytes): Pyodide's instantiateWasm closes over the file it read,
+// and the Emscripten module keeps that function.
+py._module.instantiateWasm = undefined;
 const tLoaded = performance.now();
 
 const FS = py.FS;

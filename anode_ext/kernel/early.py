@@ -12,18 +12,24 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from ..runtime import pool
 from ..runtime.launch import BootOptions, Launch, plan
 
 _launch: Launch | None = None
 
 
 def launch() -> None:
-    """Spawn the Node host with the kernel's default options. Never fails the
-    kernel: if this cannot launch, the kernel's own start says why."""
+    """Take a warmed runtime from the pool (``runtime.pool``; starting the
+    pool if there is none), else spawn the Node host, with the kernel's
+    default options. Never fails the kernel: if this cannot launch, the
+    kernel's own start says why."""
     global _launch
     with contextlib.suppress(Exception):
-        started = plan(BootOptions.resolved(Path.cwd()))
-        started.spawn()
+        options = BootOptions.resolved(Path.cwd())
+        started = pool.take(options)
+        if started is None:
+            started = plan(options)
+            started.spawn()
         _launch = started
 
 

@@ -28,6 +28,7 @@ from ..log import catalogue as ev
 from ..log.errors import Refused
 from ..log.local import LocalHub, LogClient
 from ..log.state import ASSIGNED, EXECUTING, FINAL_STATES
+from ..runtime import pool
 from ..runtime.agent import Agent
 from ..runtime.host import PyodideHost
 from ..runtime.run import wait_state
@@ -60,6 +61,14 @@ class AnodeKernel(Comms, Answers):
     )
     network = Bool(
         False, config=True, help="Let code in the sandbox reach the network (off by default)."
+    )
+    warm_pool = Bool(
+        True,
+        config=True,
+        help="Take a booted, warmed runtime from the per-user warm pool (a small "
+        "service, started by the first kernel that finds none, gone after "
+        "ANODE_POOL_IDLE seconds unused, 600 by default), so that a kernel starts "
+        "with a hot runtime. ANODE_POOL=0 in the environment turns it off too.",
     )
     publishes_execute_input = False  # published from the log's ExecutionStarted
 
@@ -102,7 +111,12 @@ class AnodeKernel(Comms, Answers):
             runtime_client = hub.client(Identity("runtime", f"runtime-{_new_id()}"))
 
         def new_host() -> PyodideHost:
-            host = PyodideHost(workdir, node=self.node or None, network=self.network)
+            host = PyodideHost(
+                workdir,
+                node=self.node or None,
+                network=self.network,
+                warm_pool=self.warm_pool and pool.env_enabled(),
+            )
             launched = early.take()  # only the first host: spawned before our imports
             if launched is not None:
                 host.adopt(launched)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from . import assets
+from . import assets, pool
 from .launch import DEFAULT_JS_HEAP_MB, MOUNT_POINT, BootOptions, Launch, PipDir, plan
 from .node import node_version
 from .pip import PipHandler, PipRefused, PipRequest, default_pip_handler
@@ -53,6 +53,7 @@ class PyodideHost:
         pip_handler: PipHandler | None = default_pip_handler,
         boot_timeout: float = 120.0,
         node_args: tuple[str, ...] = (),
+        warm_pool: bool = False,
     ) -> None:
         base = BootOptions.resolved(workdir, node, snapshot_dir)
         self.workdir, self.node, self.cache_dir = base.workdir, base.node, base.cache_dir
@@ -63,9 +64,12 @@ class PyodideHost:
         self.pip_handler = pip_handler
         self.boot_timeout = boot_timeout
         self.node_args = node_args
+        # Take booted runtimes from the warm pool (``pool``), and start it.
+        self.warm_pool = warm_pool
         self.info: HostInfo | None = None
         self._node: NodeProcess | None = None
         self._wheels: PipDir | None = None
+        self._mount: PipDir | None = None  # a pooled runtime's: see ``pool``
         self._launch: Launch | None = None
         # What Python does outside any request: comm events made by a comm
         # callback ({"kind": "comm", "event": ...}) and deliveries done
@@ -114,11 +118,17 @@ class PyodideHost:
         if self._node is not None or self._launch is not None:
             launch.discard()
             raise RuntimeError("PyodideHost already started; use restart()")
-        if launch.options != self.options():
+        if launch.options != self.options() or (launch.handed and not self.warm_pool):
             launch.discard()
             return False
         self._launch = launch
         return True
+
+    def _plan(self) -> Launch:
+        """A runtime from the warm pool when there is one, else a boot of our own."""
+        options = self.options()
+        taken = pool.take(options) if self.warm_pool else None
+        return taken if taken is not None else plan(options)
 
     async def start(self) -> HostInfo:
         """Boot: from the memory snapshot if there is a valid one, else cold
@@ -127,13 +137,16 @@ class PyodideHost:
             raise RuntimeError("PyodideHost already started; use restart()")
         launch, self._launch = self._launch, None
         if launch is None:
-            launch = await asyncio.to_thread(plan, self.options())
+            launch = await asyncio.to_thread(self._plan)
         self._wheels = launch.pip
         node = self._node = NodeProcess(self.memory_limit_mb)
         node.on_unsolicited = self._unsolicited
         snap_path, snap_tmp, status = launch.snap_path, launch.snap_tmp, launch.status
         try:
-            if launch.proc is None:
+            if launch.handed is not None:
+                self._mount = launch.handed.mount
+                await node.adopt_handed(launch.handed)
+            elif launch.proc is None:
                 try:
                     await node.spawn(launch.cmd, str(assets.JS_DIR), launch.pass_fds)
                 finally:
@@ -359,9 +372,10 @@ class PyodideHost:
             await asyncio.to_thread(launch.discard)
         if node is not None:
             await node.close()
-        if self._wheels is not None:
-            self._wheels.remove()
-            self._wheels = None
+        for owned in (self._wheels, self._mount):
+            if owned is not None:
+                owned.remove()
+        self._wheels = self._mount = None
 
     async def __aenter__(self) -> PyodideHost:
         await self.start()

@@ -14,12 +14,14 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import assets
 from .node import NODE_ENV, find_node, sandbox_command, unshare_available
@@ -62,7 +64,9 @@ LEGACY_AGE_S = 24 * 3600  # an unlocked directory (older versions) is kept this 
 
 @dataclass
 class PipDir:
-    """Where the host puts the wheels it downloads for ``%pip``, one per boot.
+    """A directory one runtime owns: where the host puts the wheels it
+    downloads for ``%pip`` (one per boot), or the empty directory a pooled
+    runtime's sandbox names (``pool``).
 
     Its owner holds a lock on it while it lives: a directory whose lock is
     free was left by a process that was killed (nobody removed it), and the
@@ -117,6 +121,30 @@ def sweep_pip_dirs(root: Path) -> None:
 
 
 @dataclass
+class Handed:
+    """A runtime the warm pool booted and handed over (``pool.take``): the
+    Node process's pipes, the message it sent when ready, and the directory
+    its sandbox names, onto which the pool mounted the notebook directory."""
+
+    pid: int
+    stdin: int
+    stdout: int
+    stderr: int
+    ready: dict[str, Any]
+    mount: PipDir
+    conn: socket.socket  # to the pool, the process's parent: its exit status comes here
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, signal.SIGKILL)
+        for fd in (self.stdin, self.stdout, self.stderr):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.conn.close()
+        self.mount.remove()
+
+
+@dataclass
 class Launch:
     """A boot decided, and perhaps spawned, but not yet awaited."""
 
@@ -130,6 +158,7 @@ class Launch:
     isolate: bool  # in a network namespace of its own
     pip: PipDir
     proc: subprocess.Popen[bytes] | None = field(default=None)
+    handed: Handed | None = field(default=None)
 
     @property
     def pass_fds(self) -> list[int]:
@@ -153,6 +182,8 @@ class Launch:
     def discard(self) -> None:
         """Undo a launch that will not be started."""
         self.close_fds()
+        if self.handed is not None:
+            self.handed.discard()
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(OSError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -212,7 +243,7 @@ def plan(options: BootOptions) -> Launch:
     pip = PipDir.create(options.cache_dir / "pip")
     isolate = not options.network and unshare_available()
     if not options.network and not isolate:
-        log.warning("unshare -rn is not available: the sandbox keeps network access")
+        log.warning("unshare -rnm is not available: the sandbox keeps network access")
     config = {
         "pyodideDir": str(assets.PYODIDE_DIR),
         "siteDir": str(site),

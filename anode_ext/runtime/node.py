@@ -66,12 +66,12 @@ def node_version(node: str) -> tuple[int, int, int]:
 
 @functools.lru_cache(maxsize=1)
 def unshare_available() -> bool:
-    """Whether ``unshare -rn`` (a user + network namespace) works here."""
+    """Whether ``unshare -rnm`` (user, network and mount namespaces) works here."""
     exe = shutil.which("unshare")
     if exe is None:
         return False
     try:
-        res = subprocess.run([exe, "-rn", "true"], capture_output=True, timeout=10)
+        res = subprocess.run([exe, "-rnm", "true"], capture_output=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return False
     return res.returncode == 0
@@ -134,7 +134,9 @@ def sandbox_command(
     if isolate_network:
         unshare = shutil.which("unshare")
         assert unshare is not None
-        cmd += [unshare, "-rn"]
+        # A mount namespace of its own too: the warm pool mounts a notebook's
+        # directory there (``pool``), seen by this process only.
+        cmd += [unshare, "-rnm"]
     cmd += [node, *permission_flags(version, read, write)]
     # Python must not reach eval/new Function: the worker's global scope is
     # where those would run.

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from .launch import Handed
 from .node import NODE_ENV
 from .protocol import HostDied
 
@@ -186,6 +187,89 @@ class _Adopted:
         return await asyncio.shield(self._exit)
 
 
+class _Handed:
+    """A runtime the warm pool handed over, driven like asyncio's Process:
+    its pipes become streams; the pool, its parent, sends its exit status."""
+
+    def __init__(self, handed: Handed) -> None:
+        self._handed = handed
+        self.stdin: _Writer | None = None
+        self.stdout: asyncio.StreamReader | None = None
+        self.stderr: asyncio.StreamReader | None = None
+        self.returncode: int | None = None
+        self.status_lost = False  # the pool went before the process
+        self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._status: asyncio.Future[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._handed.pid
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        h = self._handed
+        self.stdout = asyncio.StreamReader(limit=STREAM_LIMIT)
+        self.stderr = asyncio.StreamReader(limit=STREAM_LIMIT)
+        for fd, reader in ((h.stdout, self.stdout), (h.stderr, self.stderr)):
+            await loop.connect_read_pipe(
+                functools.partial(asyncio.StreamReaderProtocol, reader), os.fdopen(fd, "rb", 0)
+            )
+        transport, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(h.stdin, "wb", 0))
+        self.stdin = transport
+        self._status = asyncio.ensure_future(self._read_status())
+
+    async def _read_status(self) -> None:
+        loop = asyncio.get_running_loop()
+        conn = self._handed.conn
+        conn.setblocking(False)
+        buf = b""
+        with contextlib.suppress(OSError):
+            while not buf.endswith(b"\n"):
+                chunk = await loop.sock_recv(conn, 4096)
+                if not chunk:
+                    break
+                buf += chunk
+        conn.close()
+        try:
+            rc = int(json.loads(buf)["returncode"])
+        except (ValueError, KeyError, TypeError):
+            # The pool is gone: the process's end is all we can see.
+            self.status_lost = True
+            rc = -signal.SIGKILL if await _gone(self.pid) else 0
+        self.returncode = rc
+        if not self._exit.done():
+            self._exit.set_result(rc)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exit)
+
+
+async def _gone(pid: int) -> bool:
+    """Wait for a process that is not our child to end (pidfd, else polling)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except (AttributeError, OSError):
+        while os.path.exists(f"/proc/{pid}"):
+            await asyncio.sleep(0.2)
+        return True
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def on_exit() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, on_exit)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    return True
+
+
 class NodeProcess:
     def __init__(self, memory_limit_mb: int) -> None:
         self.memory_limit_mb = memory_limit_mb
@@ -237,6 +321,20 @@ class NodeProcess:
             _kill(proc.pid)
             raise
         self._watch()
+
+    async def adopt_handed(self, handed: Handed) -> None:
+        """Take over a runtime the warm pool booted: it is ready already."""
+        proc = _Handed(handed)
+        self.proc = proc
+        try:
+            await proc.connect()
+        except BaseException:
+            _kill(handed.pid)
+            raise
+        self._watch()
+        lower_compiler_priority(handed.pid)
+        if not self.ready.done():
+            self.ready.set_result(handed.ready)
 
     def _watch(self) -> None:
         assert self.proc is not None
@@ -330,7 +428,9 @@ class NodeProcess:
             parts.append(self._kill_reason)
         elif self._fatal:
             parts.append(self._fatal)
-        if rc < 0:
+        if getattr(self.proc, "status_lost", False):
+            parts.append("node ended (its exit status went with the warm pool)")
+        elif rc < 0:
             parts.append(f"node was killed by signal {signal.Signals(-rc).name}")
         else:
             parts.append(f"node exited with code {rc}")

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from anode_ext.log import Store
+
+# No warm pool service for the kernels tests start (each would leave one
+# behind for its idle while); tests/runtime/test_pool.py runs its own.
+os.environ["ANODE_POOL"] = "0"
 
 # jp_fetch, jp_ws_fetch, jp_serverapp for tests/server (must be declared at the top).
 pytest_plugins = ["pytest_jupyter.jupyter_server"]

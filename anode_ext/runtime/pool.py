@@ -222,6 +222,14 @@ class Service:
         self._stop = threading.Event()
         self._last_use = time.monotonic()
 
+    def ready_pids(self) -> list[int]:
+        """The runtimes waiting to be taken."""
+        with self._lock:
+            return [b.launch.proc.pid for b in self._ready if b.launch.proc is not None]
+
+    def stop(self) -> None:
+        self._stop.set()
+
     def run(self) -> int:
         if self.tools is None:
             log.warning("pool: namespaces, nsenter or mount missing; not serving")
@@ -284,6 +292,7 @@ class Service:
                 continue
             with self._lock:
                 self._ready.append(booted)
+            log.info("runtime %d ready", booted.launch.proc.pid if booted.launch.proc else 0)
 
     def _boot(self) -> _Booted | None:
         mount = PipDir.create(self.options.cache_dir / "pool" / "work")
@@ -341,6 +350,8 @@ class Service:
                 detail = getattr(exc, "stderr", b"") or b""
                 self._refuse(conn, f"handover failed: {exc} {detail.decode(errors='replace')}")
                 return
+            assert booted.launch.proc is not None
+            log.info("runtime %d handed over for %s", booted.launch.proc.pid, workdir)
             self._reap(conn, booted)
 
     def _refuse(self, conn: socket.socket, reason: str) -> None:

@@ -32,6 +32,8 @@ from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
+from anode_ext.runtime import pool
+
 # label: (kernel name, environment); the warm pool's service is started (and
 # warmed) by an untimed run before the turns, as a user's earlier run would.
 KERNELS = {
@@ -161,7 +163,7 @@ def pool_memory() -> dict[str, float]:
             cmd = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"anode_ext.runtime.pool" in cmd:
+        if pool.SERVICE_MODULE.encode() in cmd:
             pids = [int(proc.name), *_children(int(proc.name))]
             for pid in pids:
                 p, r = _memory(pid)

@@ -34,7 +34,7 @@ def services() -> list[int]:
                 cmd = (proc / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"anode_ext.runtime.pool" in cmd:
+            if pool.SERVICE_MODULE.encode() in cmd:
                 found.append(int(proc.name))
     return found
 

@@ -14,6 +14,7 @@ import pytest
 
 from anode_ext.runtime import HostDied, PyodideHost, pool
 from anode_ext.runtime.launch import BootOptions
+from anode_ext.runtime.pool_service import Service
 
 from .conftest import Boot, run
 
@@ -23,15 +24,15 @@ pytestmark = [
 ]
 
 
-def serve(boot: Boot, **kwargs: float) -> tuple[pool.Service, threading.Thread]:
+def serve(boot: Boot, **kwargs: float) -> tuple[Service, threading.Thread]:
     """A service for the session cache's options (its own key: no user's pool)."""
-    service = pool.Service(BootOptions.resolved(Path("/"), None, boot.cache), **kwargs)  # type: ignore[arg-type]
+    service = Service(BootOptions.resolved(Path("/"), None, boot.cache), **kwargs)  # type: ignore[arg-type]
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
     return service, thread
 
 
-async def offered(service: pool.Service, timeout: float = 60) -> int:
+async def offered(service: Service, timeout: float = 60) -> int:
     deadline = time.monotonic() + timeout
     while not service.ready_pids():
         assert time.monotonic() < deadline, "the pool booted no runtime"
@@ -40,7 +41,7 @@ async def offered(service: pool.Service, timeout: float = 60) -> int:
 
 
 @pytest.fixture
-def service(boot: Boot, monkeypatch: pytest.MonkeyPatch) -> Iterator[pool.Service]:
+def service(boot: Boot, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
     monkeypatch.setenv("ANODE_POOL", "1")
     svc, thread = serve(boot)
     yield svc
@@ -57,7 +58,7 @@ def notebook_dir(tmp_path: Path, name: str) -> Path:
 
 
 async def test_a_host_takes_a_warmed_runtime_for_its_own_directory(
-    service: pool.Service, boot: Boot, tmp_path: Path
+    service: Service, boot: Boot, tmp_path: Path
 ) -> None:
     a, b = notebook_dir(tmp_path, "a"), notebook_dir(tmp_path, "b")
     waiting = await offered(service)
@@ -98,7 +99,7 @@ async def test_a_host_takes_a_warmed_runtime_for_its_own_directory(
 
 
 async def test_a_killed_pooled_runtime_says_how_and_restarts_from_the_pool(
-    service: pool.Service, boot: Boot, tmp_path: Path
+    service: Service, boot: Boot, tmp_path: Path
 ) -> None:
     await offered(service)
     host = PyodideHost(tmp_path, snapshot_dir=boot.cache, warm_pool=True)

@@ -1,0 +1,273 @@
+"""The warm pool's service (see ``pool``): one per user and set of boot
+options, run as ``python -m anode_ext.runtime.pool_service OPTIONS_JSON``."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .launch import BootOptions, Launch, PipDir, plan
+from .pool import DEFAULT_IDLE_S, TAKE_TIMEOUT_S, WARM_S, socket_path, tools
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Booted:
+    launch: Launch
+    mount: PipDir
+    ready: dict[str, Any]
+
+
+def _read_line(fd: int, deadline: float) -> bytes:
+    """One line, a byte at a time: what follows it stays in the pipe for
+    the kernel that takes the process."""
+    out = bytearray()
+    while not out.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise TimeoutError("the runtime did not get ready in time")
+        b = os.read(fd, 1)
+        if not b:
+            raise EOFError("the runtime exited while booting")
+        out += b
+    return bytes(out)
+
+
+class Service:
+    """Keeps ``size`` warmed runtimes for one set of boot options."""
+
+    def __init__(
+        self, options: BootOptions, *, size: int = 1, idle_s: float = DEFAULT_IDLE_S
+    ) -> None:
+        self.options = options
+        self.size = size
+        self.idle_s = idle_s
+        self.path = socket_path(options)
+        self.tools = tools()
+        self._ready: list[_Booted] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._last_use = time.monotonic()
+
+    def ready_pids(self) -> list[int]:
+        """The runtimes waiting to be taken."""
+        with self._lock:
+            return [b.launch.proc.pid for b in self._ready if b.launch.proc is not None]
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        if self.tools is None:
+            log.warning("pool: namespaces, nsenter or mount missing; not serving")
+            return 1
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock_fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock_fd)
+            return 0  # another service serves these options
+        self.path.unlink(missing_ok=True)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(self.path))
+        os.chmod(self.path, 0o600)
+        server.listen(16)
+        server.settimeout(1.0)
+        booter = threading.Thread(target=self._keep_booted, daemon=True)
+        booter.start()
+        try:
+            while not self._stop.is_set():
+                try:
+                    conn, _ = server.accept()
+                except TimeoutError:
+                    if time.monotonic() - self._last_use > self.idle_s:
+                        break
+                    continue
+                self._last_use = time.monotonic()
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        finally:
+            self._stop.set()
+            self._wake.set()
+            self.path.unlink(missing_ok=True)
+            server.close()
+            booter.join(timeout=30)
+            with self._lock:
+                left, self._ready = self._ready, []
+            for b in left:
+                self._discard(b)
+            os.close(lock_fd)
+        return 0
+
+    # The booter: one runtime at a time, until `size` wait.
+    def _keep_booted(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                full = len(self._ready) >= self.size
+            if full:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            try:
+                booted = self._boot()
+            except Exception as exc:  # a failed boot: wait, try again
+                log.warning("pool: boot failed: %s", exc)
+                self._stop.wait(5.0)
+                continue
+            if booted is None:  # no snapshot yet: a kernel's own boot makes it
+                self._stop.wait(2.0)
+                continue
+            with self._lock:
+                self._ready.append(booted)
+            log.info("runtime %d ready", booted.launch.proc.pid if booted.launch.proc else 0)
+
+    def _boot(self) -> _Booted | None:
+        mount = PipDir.create(self.options.cache_dir / "pool" / "work")
+        try:
+            launch = plan(dataclasses.replace(self.options, workdir=mount.path))
+        except BaseException:
+            mount.remove()
+            raise
+        if launch.status != "loaded":
+            launch.discard()
+            mount.remove()
+            return None
+        try:
+            launch.spawn()
+            assert launch.proc is not None and launch.proc.stdout is not None
+            line = _read_line(launch.proc.stdout.fileno(), time.monotonic() + 120)
+            ready = json.loads(line)
+            if ready.get("type") != "ready" or ready.get("snapshot_fallback"):
+                raise RuntimeError(f"unexpected boot message: {line[:200]!r}")
+            self._stop.wait(WARM_S)
+        except BaseException:
+            launch.discard()
+            mount.remove()
+            raise
+        return _Booted(launch, mount, ready)
+
+    def _discard(self, b: _Booted) -> None:
+        b.launch.discard()
+        b.mount.remove()
+
+    # A kernel's request: {"workdir": path} -> the process, or {"ok": false}.
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(TAKE_TIMEOUT_S)
+            try:
+                uid = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+                if int.from_bytes(uid[4:8], sys.byteorder) != os.getuid():
+                    return
+                workdir = Path(json.loads(conn.makefile("rb").readline())["workdir"]).resolve()
+                if not workdir.is_dir():
+                    raise ValueError(f"not a directory: {workdir}")
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                self._refuse(conn, str(exc))
+                return
+            with self._lock:
+                booted = self._ready.pop(0) if self._ready else None
+            self._wake.set()
+            if booted is None:
+                self._refuse(conn, "no runtime ready")
+                return
+            try:
+                self._hand_over(conn, booted, workdir)
+            except Exception as exc:
+                self._discard(booted)
+                detail = getattr(exc, "stderr", b"") or b""
+                self._refuse(conn, f"handover failed: {exc} {detail.decode(errors='replace')}")
+                return
+            assert booted.launch.proc is not None
+            log.info("runtime %d handed over for %s", booted.launch.proc.pid, workdir)
+            self._reap(conn, booted)
+
+    def _refuse(self, conn: socket.socket, reason: str) -> None:
+        with contextlib.suppress(OSError):
+            conn.sendall(json.dumps({"ok": False, "reason": reason}).encode())
+
+    def _hand_over(self, conn: socket.socket, b: _Booted, workdir: Path) -> None:
+        proc = b.launch.proc
+        assert self.tools is not None and proc is not None
+        assert proc.stdin and proc.stdout and proc.stderr and b.launch.pip.lock_fd is not None
+        assert b.mount.lock_fd is not None
+        # Inside the runtime's user and mount namespaces (ours, made by
+        # `unshare`): the notebook directory shows through the empty one
+        # there only; nothing changes outside.
+        subprocess.run(
+            [
+                self.tools.nsenter,
+                f"--target={proc.pid}",
+                "--user",
+                "--mount",
+                "--preserve-credentials",
+                self.tools.mount,
+                "--bind",
+                str(workdir),
+                str(b.mount.path),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=TAKE_TIMEOUT_S,
+        )
+        msg = {
+            "ok": True,
+            "pid": proc.pid,
+            "ready": b.ready,
+            "pip": str(b.launch.pip.path),
+            "mount": str(b.mount.path),
+            "cmd": b.launch.cmd,
+        }
+        fds = [
+            proc.stdin.fileno(),
+            proc.stdout.fileno(),
+            proc.stderr.fileno(),
+            b.launch.pip.lock_fd,
+            b.mount.lock_fd,
+        ]
+        socket.send_fds(conn, [json.dumps(msg).encode()], fds)
+        # The kernel owns them now: our copies go (the locks stay held by its).
+        for f in (proc.stdin, proc.stdout, proc.stderr):
+            f.close()
+        for owned in (b.launch.pip, b.mount):
+            assert owned.lock_fd is not None
+            os.close(owned.lock_fd)
+            owned.lock_fd = None
+
+    def _reap(self, conn: socket.socket, b: _Booted) -> None:
+        """We stay the process's parent: its exit status goes to the kernel."""
+        proc = b.launch.proc
+        assert proc is not None
+        rc = proc.wait()
+        with contextlib.suppress(OSError):
+            conn.sendall(json.dumps({"returncode": rc}).encode() + b"\n")
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s anode-pool %(message)s")
+    config = json.loads(argv[0])
+    idle_s = float(config.pop("idle_s", DEFAULT_IDLE_S))
+    for key in ("workdir", "cache_dir"):
+        config[key] = Path(config[key])
+    config["node_args"] = tuple(config["node_args"])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    return Service(BootOptions(**config), idle_s=idle_s).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

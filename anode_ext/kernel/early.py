@@ -19,14 +19,14 @@ _launch: Launch | None = None
 
 
 def launch() -> None:
-    """Take a warmed runtime from the pool (``runtime.pool``; starting the
-    pool if there is none), else spawn the Node host, with the kernel's
-    default options. Never fails the kernel: if this cannot launch, the
+    """Take a warmed runtime from the pool (``runtime.pool``, when
+    ANODE_POOL=1; starting the pool if there is none), else spawn the Node
+    host, with the kernel's default options. Never fails the kernel: if this cannot launch, the
     kernel's own start says why."""
     global _launch
     with contextlib.suppress(Exception):
         options = BootOptions.resolved(Path.cwd())
-        started = pool.take(options)
+        started = pool.take(options) if pool.env_setting() else None
         if started is None:
             started = plan(options)
             started.spawn()

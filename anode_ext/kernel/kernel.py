@@ -63,14 +63,21 @@ class AnodeKernel(Comms, Answers):
         False, config=True, help="Let code in the sandbox reach the network (off by default)."
     )
     warm_pool = Bool(
-        True,
+        False,
         config=True,
-        help="Take a booted, warmed runtime from the per-user warm pool (a small "
+        help="Take booted, warmed runtimes from the per-user warm pool (a small "
         "service, started by the first kernel that finds none, gone after "
-        "ANODE_POOL_IDLE seconds unused, 600 by default), so that a kernel starts "
-        "with a hot runtime. ANODE_POOL=0 in the environment turns it off too.",
+        "ANODE_POOL_IDLE seconds unused, 600 by default). ANODE_POOL=1 or 0 in the "
+        "environment overrides this, and only the environment applies to the "
+        "kernel's first runtime (booted before the configuration is read). Off by "
+        "default: on a quiet machine it did not make nbclient or papermill faster "
+        "(bench/batch.py), and it keeps one idle runtime.",
     )
     publishes_execute_input = False  # published from the log's ExecutionStarted
+
+    def _warm_pool(self) -> bool:
+        setting = pool.env_setting()
+        return self.warm_pool if setting is None else setting
 
     # -- start and stop ----------------------------------------------------------
     def start(self) -> None:
@@ -115,7 +122,9 @@ class AnodeKernel(Comms, Answers):
                 workdir,
                 node=self.node or None,
                 network=self.network,
-                warm_pool=self.warm_pool and pool.env_enabled(),
+                warm_pool=self.warm_pool
+                if pool.env_setting() is None
+                else bool(pool.env_setting()),
             )
             launched = early.take()  # only the first host: spawned before our imports
             if launched is not None:

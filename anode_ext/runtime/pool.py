@@ -40,7 +40,7 @@ from .node import unshare_available
 
 log = logging.getLogger(__name__)
 
-ENV_SWITCH = "ANODE_POOL"  # "0", "off", "false", "no": no pool
+ENV_SWITCH = "ANODE_POOL"  # "1": kernels take runtimes from the pool (off by default)
 ENV_IDLE = "ANODE_POOL_IDLE"  # seconds the service lives unused
 DEFAULT_IDLE_S = 600.0
 WARM_S = 0.3  # after ready: its warm-up runs meanwhile (a request cuts it short)
@@ -50,8 +50,12 @@ SERVICE_MODULE = "anode_ext.runtime.pool_service"
 MAX_LOG = 1 << 20  # the service's log starts afresh past this size
 
 
-def env_enabled() -> bool:
-    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "off", "false", "no")
+def env_setting() -> bool | None:
+    """``ANODE_POOL``: on ("1", "on", "true", "yes"), off, or unset (None)."""
+    value = os.environ.get(ENV_SWITCH, "").strip().lower()
+    if not value:
+        return None
+    return value in ("1", "on", "true", "yes")
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,7 @@ def eligible(options: BootOptions) -> bool:
     """Only the sandbox's usual shape is pooled: network isolated (so in a
     user namespace, where the mount can be made) and booted from a snapshot."""
     return (
-        env_enabled()
-        and sys.platform == "linux"
+        sys.platform == "linux"
         and not options.network
         and options.use_snapshot
         and tools() is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import threading
@@ -117,7 +118,7 @@ async def test_a_killed_pooled_runtime_says_how_and_restarts_from_the_pool(
         await host.close()
 
 
-async def test_nothing_ready_or_pool_off_means_a_boot_of_ones_own(
+async def test_nothing_ready_means_a_boot_of_ones_own(
     boot: Boot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ANODE_POOL", "1")
@@ -139,8 +140,12 @@ async def test_nothing_ready_or_pool_off_means_a_boot_of_ones_own(
         thread.join(30)
     options = BootOptions.resolved(tmp_path, None, boot.cache)
     assert pool.eligible(options)
-    monkeypatch.setenv("ANODE_POOL", "0")
-    assert not pool.eligible(options) and pool.take(options) is None
+    # A sandbox with network access has no namespaces to mount in: never pooled.
+    networked = dataclasses.replace(options, network=True)
+    assert not pool.eligible(networked) and pool.take(networked) is None
+    for value, setting in (("0", False), ("off", False), ("1", True), ("", None)):
+        monkeypatch.setenv("ANODE_POOL", value)
+        assert pool.env_setting() is setting
 
 
 async def test_the_service_ends_after_its_idle_while_and_takes_its_runtime_along(
@@ -153,6 +158,13 @@ async def test_the_service_ends_after_its_idle_while_and_takes_its_runtime_along
     assert not thread.is_alive()
     assert not svc.path.exists()
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+    while alive(pid):
         assert time.monotonic() < deadline, "the spare runtime outlived its service"
         await asyncio.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

@@ -55,6 +55,11 @@ def test_iopub_topic() -> None:
     assert k.iopub_topic("stream") == f"kernel.{k.ident}.stream".encode()
 
 
+def test_the_sleep_before_each_execute_reply_is_off() -> None:
+    assert Kernel.class_traits()["_execute_sleep"].default_value > 0
+    assert InternalsKernel()._execute_sleep == 0
+
+
 def test_abort_queues_takes_no_argument() -> None:
     inspect.signature(Kernel._abort_queues).bind(None)  # self only
     assert isinstance(Kernel.class_traits()["_aborting"].default_value, bool)

@@ -10,9 +10,9 @@ ends up configured with (``PyodideHost.adopt``).
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
-from ..runtime import pool
 from ..runtime.launch import BootOptions, Launch, plan
 
 _launch: Launch | None = None
@@ -26,7 +26,11 @@ def launch() -> None:
     global _launch
     with contextlib.suppress(Exception):
         options = BootOptions.resolved(Path.cwd())
-        started = pool.take(options) if pool.env_setting() else None
+        started = None
+        if os.environ.get("ANODE_POOL"):  # (the pool's module is not light)
+            from ..runtime import pool
+
+            started = pool.take(options) if pool.env_setting() else None
         if started is None:
             started = plan(options)
             started.spawn()

@@ -10,10 +10,9 @@ ends up configured with (``PyodideHost.adopt``).
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
-from ..runtime.launch import BootOptions, Launch, plan
+from ..runtime.launch import BootOptions, Launch, plan, pool_setting
 
 _launch: Launch | None = None
 
@@ -21,16 +20,16 @@ _launch: Launch | None = None
 def launch() -> None:
     """Take a warmed runtime from the pool (``runtime.pool``, when
     ANODE_POOL=1; starting the pool if there is none), else spawn the Node
-    host, with the kernel's default options. Never fails the kernel: if this cannot launch, the
-    kernel's own start says why."""
+    host, with the kernel's default options. Never fails the kernel: if this
+    cannot launch, the kernel's own start says why."""
     global _launch
     with contextlib.suppress(Exception):
         options = BootOptions.resolved(Path.cwd())
         started = None
-        if os.environ.get("ANODE_POOL"):  # (the pool's module is not light)
-            from ..runtime import pool
+        if pool_setting():
+            from ..runtime import pool  # not light: imported only when on
 
-            started = pool.take(options) if pool.env_setting() else None
+            started = pool.take(options)
         if started is None:
             started = plan(options)
             started.spawn()

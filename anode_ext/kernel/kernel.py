@@ -28,9 +28,9 @@ from ..log import catalogue as ev
 from ..log.errors import Refused
 from ..log.local import LocalHub, LogClient
 from ..log.state import ASSIGNED, EXECUTING, FINAL_STATES
-from ..runtime import pool
 from ..runtime.agent import Agent
 from ..runtime.host import PyodideHost
+from ..runtime.launch import pool_setting
 from ..runtime.run import wait_state
 from . import early, messages
 from .answers import Answers
@@ -76,7 +76,7 @@ class AnodeKernel(Comms, Answers):
     publishes_execute_input = False  # published from the log's ExecutionStarted
 
     def _warm_pool(self) -> bool:
-        setting = pool.env_setting()
+        setting = pool_setting()
         return self.warm_pool if setting is None else setting
 
     # -- start and stop ----------------------------------------------------------
@@ -122,9 +122,7 @@ class AnodeKernel(Comms, Answers):
                 workdir,
                 node=self.node or None,
                 network=self.network,
-                warm_pool=self.warm_pool
-                if pool.env_setting() is None
-                else bool(pool.env_setting()),
+                warm_pool=self._warm_pool(),
             )
             launched = early.take()  # only the first host: spawned before our imports
             if launched is not None:

@@ -32,6 +32,16 @@ MOUNT_POINT = "/home/pyodide/work"
 DEFAULT_JS_HEAP_MB = 1024
 
 
+def pool_setting() -> bool | None:
+    """``ANODE_POOL``, the warm pool's switch (``pool``): on ("1", "on",
+    "true", "yes"), off, or unset (None). Here, not in ``pool``: the kernel
+    reads it first thing, and imports the pool only when it is on."""
+    value = os.environ.get("ANODE_POOL", "").strip().lower()
+    if not value:
+        return None
+    return value in ("1", "on", "true", "yes")
+
+
 @dataclass(frozen=True)
 class BootOptions:
     """Everything a boot depends on: a launch made with other options than

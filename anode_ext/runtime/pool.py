@@ -11,11 +11,11 @@ now shows the notebook's), hands over the Node process's pipes and its two
 directory locks (SCM_RIGHTS), and boots the next one. Each runtime is used
 once, by one kernel.
 
-The service is started by the first kernel that finds none (that kernel boots
-its own runtime as before), and exits after an idle while. ``ANODE_POOL=0``
-(or the kernel's ``warm_pool`` option) turns it off; so does anything it needs
-missing (user and mount namespaces, nsenter, mount): kernels then boot their
-own runtimes, as before.
+Opt-in: ``ANODE_POOL=1`` (or the kernel's ``warm_pool`` option). The
+service is started by the first kernel that finds none (that kernel boots its
+own runtime as before), and exits after an idle while. Without what it needs
+(user and mount namespaces, nsenter, mount) there is no pool: kernels boot
+their own runtimes, as before.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from .node import unshare_available
 
 log = logging.getLogger(__name__)
 
-ENV_SWITCH = "ANODE_POOL"  # "1": kernels take runtimes from the pool (off by default)
 ENV_IDLE = "ANODE_POOL_IDLE"  # seconds the service lives unused
 DEFAULT_IDLE_S = 600.0
 WARM_S = 0.3  # after ready: its warm-up runs meanwhile (a request cuts it short)
@@ -48,14 +47,6 @@ TAKE_TIMEOUT_S = 10.0
 MAX_MESSAGE = 1 << 16
 SERVICE_MODULE = "anode_ext.runtime.pool_service"
 MAX_LOG = 1 << 20  # the service's log starts afresh past this size
-
-
-def env_setting() -> bool | None:
-    """``ANODE_POOL``: on ("1", "on", "true", "yes"), off, or unset (None)."""
-    value = os.environ.get(ENV_SWITCH, "").strip().lower()
-    if not value:
-        return None
-    return value in ("1", "on", "true", "yes")
 
 
 @dataclass(frozen=True)
@@ -174,12 +165,7 @@ def start_service(options: BootOptions, idle_s: float | None = None) -> None:
             log_path.unlink()
         with open(log_path, "ab") as out:
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "anode_ext.runtime.pool_service",
-                    json.dumps(config, default=str),
-                ],
+                [sys.executable, "-m", SERVICE_MODULE, json.dumps(config, default=str)],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,

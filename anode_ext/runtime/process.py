@@ -134,6 +134,19 @@ class _Proc(Protocol):
     async def wait(self) -> int: ...
 
 
+async def _streams(
+    stdin: Any, stdout: Any, stderr: Any
+) -> tuple[_Writer, asyncio.StreamReader, asyncio.StreamReader]:
+    """A process's pipes (files) as asyncio's Process has them."""
+    loop = asyncio.get_running_loop()
+    out = asyncio.StreamReader(limit=STREAM_LIMIT)
+    err = asyncio.StreamReader(limit=STREAM_LIMIT)
+    for pipe, reader in ((stdout, out), (stderr, err)):
+        await loop.connect_read_pipe(functools.partial(asyncio.StreamReaderProtocol, reader), pipe)
+    transport, _ = await loop.connect_write_pipe(asyncio.Protocol, stdin)
+    return transport, out, err
+
+
 class _Adopted:
     """A ``subprocess.Popen`` driven from the event loop like asyncio's
     Process: its pipes become streams, its exit is seen through a pidfd."""
@@ -157,14 +170,7 @@ class _Adopted:
         loop = asyncio.get_running_loop()
         p = self._popen
         assert p.stdin is not None and p.stdout is not None and p.stderr is not None
-        self.stdout = asyncio.StreamReader(limit=STREAM_LIMIT)
-        self.stderr = asyncio.StreamReader(limit=STREAM_LIMIT)
-        for pipe, reader in ((p.stdout, self.stdout), (p.stderr, self.stderr)):
-            await loop.connect_read_pipe(
-                functools.partial(asyncio.StreamReaderProtocol, reader), pipe
-            )
-        transport, _ = await loop.connect_write_pipe(asyncio.Protocol, p.stdin)
-        self.stdin = transport
+        self.stdin, self.stdout, self.stderr = await _streams(p.stdin, p.stdout, p.stderr)
         try:
             fd = os.pidfd_open(p.pid)
         except (AttributeError, OSError):  # no pidfd: a thread waits instead
@@ -206,16 +212,10 @@ class _Handed:
         return self._handed.pid
 
     async def connect(self) -> None:
-        loop = asyncio.get_running_loop()
         h = self._handed
-        self.stdout = asyncio.StreamReader(limit=STREAM_LIMIT)
-        self.stderr = asyncio.StreamReader(limit=STREAM_LIMIT)
-        for fd, reader in ((h.stdout, self.stdout), (h.stderr, self.stderr)):
-            await loop.connect_read_pipe(
-                functools.partial(asyncio.StreamReaderProtocol, reader), os.fdopen(fd, "rb", 0)
-            )
-        transport, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(h.stdin, "wb", 0))
-        self.stdin = transport
+        self.stdin, self.stdout, self.stderr = await _streams(
+            os.fdopen(h.stdin, "wb", 0), os.fdopen(h.stdout, "rb", 0), os.fdopen(h.stderr, "rb", 0)
+        )
         self._status = asyncio.ensure_future(self._read_status())
 
     async def _read_status(self) -> None:
@@ -235,7 +235,8 @@ class _Handed:
         except (ValueError, KeyError, TypeError):
             # The pool is gone: the process's end is all we can see.
             self.status_lost = True
-            rc = -signal.SIGKILL if await _gone(self.pid) else 0
+            await _gone(self.pid)
+            rc = -signal.SIGKILL  # unknown: the death reason says so (status_lost)
         self.returncode = rc
         if not self._exit.done():
             self._exit.set_result(rc)
@@ -244,16 +245,16 @@ class _Handed:
         return await asyncio.shield(self._exit)
 
 
-async def _gone(pid: int) -> bool:
+async def _gone(pid: int) -> None:
     """Wait for a process that is not our child to end (pidfd, else polling)."""
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
-        return True
+        return
     except (AttributeError, OSError):
         while os.path.exists(f"/proc/{pid}"):
             await asyncio.sleep(0.2)
-        return True
+        return
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
 
@@ -267,7 +268,6 @@ async def _gone(pid: int) -> bool:
     finally:
         loop.remove_reader(fd)
         os.close(fd)
-    return True
 
 
 class NodeProcess:

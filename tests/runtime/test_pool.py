@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from anode_ext.runtime import HostDied, PyodideHost, pool
-from anode_ext.runtime.launch import BootOptions
+from anode_ext.runtime.launch import BootOptions, pool_setting
 from anode_ext.runtime.pool_service import Service
 
 from .conftest import Boot, run
@@ -145,7 +145,7 @@ async def test_nothing_ready_means_a_boot_of_ones_own(
     assert not pool.eligible(networked) and pool.take(networked) is None
     for value, setting in (("0", False), ("off", False), ("1", True), ("", None)):
         monkeypatch.setenv("ANODE_POOL", value)
-        assert pool.env_setting() is setting
+        assert pool_setting() is setting
 
 
 async def test_the_service_ends_after_its_idle_while_and_takes_its_runtime_along(

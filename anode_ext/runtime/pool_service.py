@@ -28,9 +28,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Booted:
-    launch: Launch
+    launch: Launch  # spawned
     mount: PipDir
     ready: dict[str, Any]
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        assert self.launch.proc is not None
+        return self.launch.proc
 
 
 def _read_line(fd: int, deadline: float) -> bytes:
@@ -68,7 +73,7 @@ class Service:
     def ready_pids(self) -> list[int]:
         """The runtimes waiting to be taken."""
         with self._lock:
-            return [b.launch.proc.pid for b in self._ready if b.launch.proc is not None]
+            return [b.proc.pid for b in self._ready]
 
     def stop(self) -> None:
         self._stop.set()
@@ -135,7 +140,7 @@ class Service:
                 continue
             with self._lock:
                 self._ready.append(booted)
-            log.info("runtime %d ready", booted.launch.proc.pid if booted.launch.proc else 0)
+            log.info("runtime %d ready", booted.proc.pid)
 
     def _boot(self) -> _Booted | None:
         mount = PipDir.create(self.options.cache_dir / "pool" / "work")
@@ -193,8 +198,7 @@ class Service:
                 detail = getattr(exc, "stderr", b"") or b""
                 self._refuse(conn, f"handover failed: {exc} {detail.decode(errors='replace')}")
                 return
-            assert booted.launch.proc is not None
-            log.info("runtime %d handed over for %s", booted.launch.proc.pid, workdir)
+            log.info("runtime %d handed over for %s", booted.proc.pid, workdir)
             self._reap(conn, booted)
 
     def _refuse(self, conn: socket.socket, reason: str) -> None:
@@ -202,8 +206,8 @@ class Service:
             conn.sendall(json.dumps({"ok": False, "reason": reason}).encode())
 
     def _hand_over(self, conn: socket.socket, b: _Booted, workdir: Path) -> None:
-        proc = b.launch.proc
-        assert self.tools is not None and proc is not None
+        proc = b.proc
+        assert self.tools is not None
         assert proc.stdin and proc.stdout and proc.stderr and b.launch.pip.lock_fd is not None
         assert b.mount.lock_fd is not None
         # Inside the runtime's user and mount namespaces (ours, made by
@@ -251,9 +255,7 @@ class Service:
 
     def _reap(self, conn: socket.socket, b: _Booted) -> None:
         """We stay the process's parent: its exit status goes to the kernel."""
-        proc = b.launch.proc
-        assert proc is not None
-        rc = proc.wait()
+        rc = b.proc.wait()
         with contextlib.suppress(OSError):
             conn.sendall(json.dumps({"returncode": rc}).encode() + b"\n")
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -168,3 +170,29 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def test_a_bad_request_is_refused_and_the_runtime_stays_offered(
+    service: Service, tmp_path: Path
+) -> None:
+    pid = await offered(service)
+
+    def ask(line: bytes) -> dict[str, object]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(10)
+            conn.connect(str(service.path))
+            conn.sendall(line)
+            data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 16, 5)
+            assert fds == []
+            return dict(json.loads(data))
+
+    for line in (
+        b"not json\n",
+        b'{"no workdir": 1}\n',
+        json.dumps({"workdir": str(tmp_path / "missing")}).encode() + b"\n",
+        json.dumps({"workdir": str(tmp_path / "file.txt")}).encode() + b"\n",
+    ):
+        (tmp_path / "file.txt").write_text("x")
+        reply = await asyncio.to_thread(ask, line)
+        assert reply["ok"] is False and reply["reason"], line
+    assert service.ready_pids() == [pid]  # nothing handed over, nothing lost

@@ -344,13 +344,43 @@ def test_input_shows_in_the_notebook_and_anyone_answers(
     pages = (alice, bob, carol)
     bob.locator(".anode-stdin input").fill("Bob")
     bob.locator(".anode-stdin input").press("Enter")
-    for page in pages:
-        wait_until(lambda p=page: "hi Bob" in outputs_text(p, "b"), "the answer's output")
-        page.wait_for_selector(".anode-stdin", state="detached")
     nb = nb_id(alice)
+    try:
+        for page in pages:
+            wait_until(lambda p=page: "hi Bob" in outputs_text(p, "b"), "the answer's output")
+            page.wait_for_selector(".anode-stdin", state="detached")
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{input_story(lab, nb, pages)}") from None
     replies = [e for e in events(lab, nb) if e["name"] == "v1.InputReplied"]
     assert replies and replies[-1]["user"] == username(bob)
     carol.context.close()
+
+
+def input_story(lab: Server, nb: str, pages: Any) -> str:
+    """What the log and each page hold, for a failure to explain itself."""
+    names = {"ExecutionRequested", "ExecutionAssigned", "ExecutionStarted", "InputRequested"}
+    names |= {
+        "InputReplied",
+        "ExecutionCompleted",
+        "ExecutionFailed",
+        "RuntimeSessionStarted",
+        "OutputAppended",
+    }
+    names |= {"RuntimeSessionEnded", "ExecutionCancelled"}
+    lines = [
+        f"{e['seq']} {e['name']} {e['user']} {json.dumps(e['args'])[:160]}"
+        for e in events(lab, nb)
+        if e["name"].removeprefix("v1.") in names
+    ]
+    state = lab.state(nb)
+    lines += [f"runtime {json.dumps(rt)[:300]}" for rt in state.get("runtimes", [])]
+    for i, page in enumerate(pages):
+        forms = page.evaluate(
+            """() => Array.from(document.querySelectorAll('.anode-stdin input'))
+                 .map(i => [i.value, i.disabled])"""
+        )
+        lines.append(f"page {i}: output {outputs_text(page, 'b')!r}, prompts {forms}")
+    return "\n".join(lines)
 
 
 def test_undo_is_per_person(lab: Server, pages: Any) -> None:

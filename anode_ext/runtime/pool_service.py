@@ -18,12 +18,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .launch import BootOptions, Launch, PipDir, plan
-from .pool import DEFAULT_IDLE_S, TAKE_TIMEOUT_S, WARM_S, socket_path, tools
+from .pool import DEFAULT_IDLE_S, MAX_MESSAGE, TAKE_TIMEOUT_S, WARM_S, socket_path, tools
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_FDS = 8
+MAX_REQUEST = 1 << 20
 
 
 @dataclass
@@ -53,34 +57,69 @@ def _read_line(fd: int, deadline: float) -> bytes:
     return bytes(out)
 
 
-class Service:
-    """Keeps ``size`` warmed runtimes for one set of boot options."""
+class PoolService(Generic[T]):
+    """Keeps ``size`` booted items (processes) ready behind a Unix socket and
+    hands one to each request; stays the parent of what it handed over and
+    sends its exit status when it ends. A subclass says how an item boots,
+    is checked for a request and handed over (the runtime pool here, the
+    kernel pool in ``kernel``)."""
 
-    def __init__(
-        self, options: BootOptions, *, size: int = 1, idle_s: float = DEFAULT_IDLE_S
-    ) -> None:
-        self.options = options
+    name = "item"
+
+    def __init__(self, path: Path, *, size: int = 1, idle_s: float = DEFAULT_IDLE_S) -> None:
+        self.path = path
         self.size = size
         self.idle_s = idle_s
-        self.path = socket_path(options)
-        self.tools = tools()
-        self._ready: list[_Booted] = []
+        self._ready: list[T] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_use = time.monotonic()
+        self._active = 0  # handed over and still running: the service stays
 
+    # -- what a subclass says -----------------------------------------------
+    def usable(self) -> str | None:
+        """Why this service cannot serve here, or None."""
+        return None
+
+    def boot(self) -> T | None:
+        """A booted, ready item; None: not possible yet (try again later)."""
+        raise NotImplementedError
+
+    def discard(self, item: T) -> None:
+        raise NotImplementedError
+
+    def pid(self, item: T) -> int:
+        raise NotImplementedError
+
+    def check(self, request: dict[str, Any], fds: list[int]) -> None:
+        """Refuse a malformed request (ValueError, with the reason)."""
+
+    def hand_over(
+        self, conn: socket.socket, item: T, request: dict[str, Any], fds: list[int]
+    ) -> None:
+        raise NotImplementedError
+
+    def wait(self, item: T) -> int:
+        raise NotImplementedError
+
+    def describe(self, request: dict[str, Any]) -> str:
+        """What a request is for, in the log."""
+        return ""
+
+    # -- the service ---------------------------------------------------------
     def ready_pids(self) -> list[int]:
-        """The runtimes waiting to be taken."""
+        """The items waiting to be taken."""
         with self._lock:
-            return [b.proc.pid for b in self._ready]
+            return [self.pid(b) for b in self._ready]
 
     def stop(self) -> None:
         self._stop.set()
 
     def run(self) -> int:
-        if self.tools is None:
-            log.warning("pool: namespaces, nsenter or mount missing; not serving")
+        why = self.usable()
+        if why is not None:
+            log.warning("pool: %s; not serving", why)
             return 1
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock_fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
@@ -88,7 +127,7 @@ class Service:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(lock_fd)
-            return 0  # another service serves these options
+            return 0  # another service serves this key
         self.path.unlink(missing_ok=True)
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         server.bind(str(self.path))
@@ -102,7 +141,9 @@ class Service:
                 try:
                     conn, _ = server.accept()
                 except TimeoutError:
-                    if time.monotonic() - self._last_use > self.idle_s:
+                    with self._lock:
+                        idle = self._active == 0
+                    if idle and time.monotonic() - self._last_use > self.idle_s:
                         break
                     continue
                 self._last_use = time.monotonic()
@@ -116,11 +157,11 @@ class Service:
             with self._lock:
                 left, self._ready = self._ready, []
             for b in left:
-                self._discard(b)
+                self.discard(b)
             os.close(lock_fd)
         return 0
 
-    # The booter: one runtime at a time, until `size` wait.
+    # The booter: one item at a time, until `size` wait.
     def _keep_booted(self) -> None:
         while not self._stop.is_set():
             with self._lock:
@@ -130,26 +171,109 @@ class Service:
                 self._wake.clear()
                 continue
             try:
-                booted = self._boot()
+                booted = self.boot()
             except Exception as exc:  # a failed boot: wait, try again
                 log.warning("pool: boot failed: %s", exc)
                 self._stop.wait(5.0)
                 continue
-            if booted is None:  # no snapshot yet: a kernel's own boot makes it
+            if booted is None:
                 self._stop.wait(2.0)
                 continue
             with self._lock:
                 self._ready.append(booted)
-            log.info("runtime %d ready", booted.proc.pid)
+            log.info("%s %d ready", self.name, self.pid(booted))
 
-    def _boot(self) -> _Booted | None:
+    # A request: one JSON line (descriptors with it) -> the item, or {"ok": false}.
+    def _serve(self, conn: socket.socket) -> None:
+        fds: list[int] = []
+        with conn:
+            conn.settimeout(TAKE_TIMEOUT_S)
+            try:
+                cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+                if int.from_bytes(cred[4:8], sys.byteorder) != os.getuid():
+                    return
+                data, fds = _read_request(conn)
+                request = json.loads(data)
+                if not isinstance(request, dict):
+                    raise ValueError("a request is a JSON object")
+                self.check(request, fds)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                _close(fds)
+                self._refuse(conn, str(exc))
+                return
+            with self._lock:
+                booted = self._ready.pop(0) if self._ready else None
+                self._active += booted is not None
+            self._wake.set()
+            try:
+                if booted is None:
+                    self._refuse(conn, f"no {self.name} ready")
+                    return
+                try:
+                    self.hand_over(conn, booted, request, fds)
+                except Exception as exc:
+                    self.discard(booted)
+                    detail = getattr(exc, "stderr", b"") or b""
+                    self._refuse(conn, f"handover failed: {exc} {detail.decode(errors='replace')}")
+                    return
+                finally:
+                    _close(fds)
+                log.info("%s %d handed over%s", self.name, self.pid(booted), self.describe(request))
+                rc = self.wait(booted)  # we stay its parent: its exit status goes back
+                with contextlib.suppress(OSError):
+                    conn.sendall(json.dumps({"returncode": rc}).encode() + b"\n")
+            finally:
+                with self._lock:
+                    self._active -= booted is not None
+                self._last_use = time.monotonic()
+
+    def _refuse(self, conn: socket.socket, reason: str) -> None:
+        with contextlib.suppress(OSError):
+            conn.sendall(json.dumps({"ok": False, "reason": reason}).encode())
+
+
+def _read_request(conn: socket.socket) -> tuple[bytes, list[int]]:
+    """A JSON line; the descriptors sent with its first bytes."""
+    data, fds, _flags, _addr = socket.recv_fds(conn, MAX_MESSAGE, MAX_FDS)
+    buf = bytearray(data)
+    while data and not buf.endswith(b"\n"):
+        if len(buf) > MAX_REQUEST:
+            _close(fds)
+            raise ValueError("request too long")
+        data = conn.recv(MAX_MESSAGE)
+        buf += data
+    return bytes(buf), list(fds)
+
+
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+class Service(PoolService[_Booted]):
+    """Keeps ``size`` warmed runtimes for one set of boot options."""
+
+    name = "runtime"
+
+    def __init__(
+        self, options: BootOptions, *, size: int = 1, idle_s: float = DEFAULT_IDLE_S
+    ) -> None:
+        super().__init__(socket_path(options), size=size, idle_s=idle_s)
+        self.options = options
+        self.tools = tools()
+
+    def usable(self) -> str | None:
+        return None if self.tools is not None else "namespaces, nsenter or mount missing"
+
+    def boot(self) -> _Booted | None:
         mount = PipDir.create(self.options.cache_dir / "pool" / "work")
         try:
             launch = plan(dataclasses.replace(self.options, workdir=mount.path))
         except BaseException:
             mount.remove()
             raise
-        if launch.status != "loaded":
+        if launch.status != "loaded":  # no snapshot yet: a kernel's own boot makes it
             launch.discard()
             mount.remove()
             return None
@@ -167,45 +291,31 @@ class Service:
             raise
         return _Booted(launch, mount, ready)
 
-    def _discard(self, b: _Booted) -> None:
-        b.launch.discard()
-        b.mount.remove()
+    def discard(self, item: _Booted) -> None:
+        item.launch.discard()
+        item.mount.remove()
 
-    # A kernel's request: {"workdir": path} -> the process, or {"ok": false}.
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(TAKE_TIMEOUT_S)
-            try:
-                uid = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-                if int.from_bytes(uid[4:8], sys.byteorder) != os.getuid():
-                    return
-                workdir = Path(json.loads(conn.makefile("rb").readline())["workdir"]).resolve()
-                if not workdir.is_dir():
-                    raise ValueError(f"not a directory: {workdir}")
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                self._refuse(conn, str(exc))
-                return
-            with self._lock:
-                booted = self._ready.pop(0) if self._ready else None
-            self._wake.set()
-            if booted is None:
-                self._refuse(conn, "no runtime ready")
-                return
-            try:
-                self._hand_over(conn, booted, workdir)
-            except Exception as exc:
-                self._discard(booted)
-                detail = getattr(exc, "stderr", b"") or b""
-                self._refuse(conn, f"handover failed: {exc} {detail.decode(errors='replace')}")
-                return
-            log.info("runtime %d handed over for %s", booted.proc.pid, workdir)
-            self._reap(conn, booted)
+    def pid(self, item: _Booted) -> int:
+        return item.proc.pid
 
-    def _refuse(self, conn: socket.socket, reason: str) -> None:
-        with contextlib.suppress(OSError):
-            conn.sendall(json.dumps({"ok": False, "reason": reason}).encode())
+    def wait(self, item: _Booted) -> int:
+        return item.proc.wait()
 
-    def _hand_over(self, conn: socket.socket, b: _Booted, workdir: Path) -> None:
+    def check(self, request: dict[str, Any], fds: list[int]) -> None:
+        """{"workdir": path}: the notebook's directory, to mount."""
+        workdir = Path(request["workdir"]).resolve()
+        if not workdir.is_dir():
+            raise ValueError(f"not a directory: {workdir}")
+        if fds:
+            raise ValueError("no descriptors expected")
+
+    def describe(self, request: dict[str, Any]) -> str:
+        return f" for {Path(request['workdir']).resolve()}"
+
+    def hand_over(
+        self, conn: socket.socket, b: _Booted, request: dict[str, Any], fds: list[int]
+    ) -> None:
+        workdir = Path(request["workdir"]).resolve()
         proc = b.proc
         assert self.tools is not None
         assert proc.stdin and proc.stdout and proc.stderr and b.launch.pip.lock_fd is not None
@@ -237,14 +347,14 @@ class Service:
             "mount": str(b.mount.path),
             "cmd": b.launch.cmd,
         }
-        fds = [
+        handed = [
             proc.stdin.fileno(),
             proc.stdout.fileno(),
             proc.stderr.fileno(),
             b.launch.pip.lock_fd,
             b.mount.lock_fd,
         ]
-        socket.send_fds(conn, [json.dumps(msg).encode()], fds)
+        socket.send_fds(conn, [json.dumps(msg).encode()], handed)
         # The kernel owns them now: our copies go (the locks stay held by its).
         for f in (proc.stdin, proc.stdout, proc.stderr):
             f.close()
@@ -252,12 +362,6 @@ class Service:
             assert owned.lock_fd is not None
             os.close(owned.lock_fd)
             owned.lock_fd = None
-
-    def _reap(self, conn: socket.socket, b: _Booted) -> None:
-        """We stay the process's parent: its exit status goes to the kernel."""
-        rc = b.proc.wait()
-        with contextlib.suppress(OSError):
-            conn.sendall(json.dumps({"returncode": rc}).encode() + b"\n")
 
 
 def main(argv: list[str]) -> int:

@@ -10,8 +10,9 @@
   children (anode-pyodide: the Node runtime).
 
 anode-pyodide runs twice: booting its own runtime (ANODE_POOL=0, the default)
-and taking one from the warm pool (the pool's service started by an untimed
-run first). The three take turns (--repeats) and medians are reported.
+and with the warm pool (ANODE_POOL=1: the kernel is a standby kernel process
+from the kernel pool, its runtime from the runtime pool; both services
+started by an untimed run first). The three take turns (--repeats) and medians are reported.
 Last line: {"bench": "batch", ..., "anchor": "ipykernel", "ratio": nbclient
 ours (own boot, the default) / theirs}.
 """
@@ -32,6 +33,7 @@ from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
+from anode_ext.kernel import pool as kernel_pool
 from anode_ext.runtime import pool
 
 # label: (kernel name, environment); the warm pool's service is started (and
@@ -153,7 +155,7 @@ def use(label: str) -> str:
 
 
 def pool_memory() -> dict[str, float]:
-    """The warm pool's service and the runtime it keeps ready."""
+    """The warm pool's services and what they keep ready (a runtime, a standby kernel)."""
     pss = rss = 0
     count = 0
     for proc in Path("/proc").iterdir():
@@ -163,7 +165,7 @@ def pool_memory() -> dict[str, float]:
             cmd = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if pool.SERVICE_MODULE.encode() in cmd:
+        if {pool.SERVICE_MODULE.encode(), kernel_pool.SERVICE_MODULE.encode()} & set(cmd):
             pids = [int(proc.name), *_children(int(proc.name))]
             for pid in pids:
                 p, r = _memory(pid)
@@ -178,8 +180,8 @@ def main() -> None:
     args = parser.parse_args()
     nbc: dict[str, list[float]] = {k: [] for k in KERNELS}
     batch: dict[str, list[float]] = {k: [] for k in KERNELS}
-    nbclient_run(use("anode_pool"))  # starts the pool's service
-    time.sleep(3)  # its first runtime booted and warmed
+    nbclient_run(use("anode_pool"))  # starts the pools' services
+    time.sleep(3)  # their first runtime and standby kernel ready
     for _ in range(args.repeats):
         for label in KERNELS:
             nbc[label].append(nbclient_run(use(label)))

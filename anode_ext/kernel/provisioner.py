@@ -10,14 +10,24 @@ for (`JPY_SESSION_NAME`): the server's URL, the notebook id and a credential
 for that notebook only, dropped when the kernel is shut down for good. A
 restart asks again; a kernel started anywhere else (nbclient, `jupyter
 console`) gets nothing and keeps a log of its own.
+
+With the warm pool on (``ANODE_POOL=1`` in the kernel's environment), the
+launch takes a standby kernel from the kernel pool (``pool``) when one is
+ready, and spawns one as usual otherwise.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import pathlib
 from typing import Any, Protocol
 
+from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+
+from ..runtime.launch import pool_setting
 
 PROVISIONER_NAME = "anode-provisioner"
 
@@ -56,6 +66,22 @@ class AnodeProvisioner(LocalProvisioner):
                 kwargs["env"] = env
         result: dict[str, Any] = await super().pre_launch(**kwargs)
         return result
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        if pool_setting(kwargs.get("env") or os.environ):
+            from . import pool
+
+            taken = await asyncio.to_thread(pool.take, cmd, kwargs)
+            if taken is not None:
+                self.process = taken  # type: ignore[assignment]  # a Popen look-alike
+                self.pid = taken.pid
+                self.pgid = None
+                with contextlib.suppress(OSError):
+                    self.pgid = os.getpgid(taken.pid)
+                self.cwd = kwargs.get("cwd", pathlib.Path.cwd())
+                return self.connection_info
+        info: KernelConnectionInfo = await super().launch_kernel(cmd, **kwargs)
+        return info
 
     async def cleanup(self, restart: bool = False) -> None:
         await super().cleanup(restart=restart)

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,12 @@ MOUNT_POINT = "/home/pyodide/work"
 DEFAULT_JS_HEAP_MB = 1024
 
 
-def pool_setting() -> bool | None:
-    """``ANODE_POOL``, the warm pool's switch (``pool``): on ("1", "on",
-    "true", "yes"), off, or unset (None). Here, not in ``pool``: the kernel
-    reads it first thing, and imports the pool only when it is on."""
-    value = os.environ.get("ANODE_POOL", "").strip().lower()
+def pool_setting(env: Mapping[str, str] | None = None) -> bool | None:
+    """``ANODE_POOL`` (in ``env``, else ours), the warm pool's switch
+    (``pool``): on ("1", "on", "true", "yes"), off, or unset (None). Here,
+    not in ``pool``: the kernel reads it first thing, and imports the pool
+    only when it is on."""
+    value = (os.environ if env is None else env).get("ANODE_POOL", "").strip().lower()
     if not value:
         return None
     return value in ("1", "on", "true", "yes")

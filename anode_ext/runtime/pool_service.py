@@ -192,13 +192,13 @@ class PoolService(Generic[T]):
                 cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
                 if int.from_bytes(cred[4:8], sys.byteorder) != os.getuid():
                     return
-                data, fds = _read_request(conn)
+                data, fds = read_request(conn)
                 request = json.loads(data)
                 if not isinstance(request, dict):
                     raise ValueError("a request is a JSON object")
                 self.check(request, fds)
             except (OSError, ValueError, KeyError, TypeError) as exc:
-                _close(fds)
+                close_fds(fds)
                 self._refuse(conn, str(exc))
                 return
             with self._lock:
@@ -217,7 +217,7 @@ class PoolService(Generic[T]):
                     self._refuse(conn, f"handover failed: {exc} {detail.decode(errors='replace')}")
                     return
                 finally:
-                    _close(fds)
+                    close_fds(fds)
                 log.info("%s %d handed over%s", self.name, self.pid(booted), self.describe(request))
                 rc = self.wait(booted)  # we stay its parent: its exit status goes back
                 with contextlib.suppress(OSError):
@@ -232,20 +232,20 @@ class PoolService(Generic[T]):
             conn.sendall(json.dumps({"ok": False, "reason": reason}).encode())
 
 
-def _read_request(conn: socket.socket) -> tuple[bytes, list[int]]:
+def read_request(conn: socket.socket) -> tuple[bytes, list[int]]:
     """A JSON line; the descriptors sent with its first bytes."""
     data, fds, _flags, _addr = socket.recv_fds(conn, MAX_MESSAGE, MAX_FDS)
     buf = bytearray(data)
     while data and not buf.endswith(b"\n"):
         if len(buf) > MAX_REQUEST:
-            _close(fds)
+            close_fds(fds)
             raise ValueError("request too long")
         data = conn.recv(MAX_MESSAGE)
         buf += data
     return bytes(buf), list(fds)
 
 
-def _close(fds: list[int]) -> None:
+def close_fds(fds: list[int]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from jupyter_client.manager import KernelManager
 
+from anode_ext.kernel.pool import SERVICE_MODULE as KERNEL_SERVICE
 from anode_ext.runtime import pool
 from anode_ext.runtime.launch import BootOptions
 
@@ -26,7 +27,7 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def services() -> list[int]:
+def services(module: str = pool.SERVICE_MODULE) -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -34,7 +35,7 @@ def services() -> list[int]:
                 cmd = (proc / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if pool.SERVICE_MODULE.encode() in cmd:
+            if module.encode() in cmd:
                 found.append(int(proc.name))
     return found
 
@@ -53,7 +54,9 @@ def kernels() -> Iterator[list[KernelManager]]:
     yield started
     for km in started:
         km.shutdown_kernel(now=True)
-    for pid in services():
+    # The runtime pool's, and the kernel pool's (a kernel with ANODE_POOL=1
+    # starts both).
+    for pid in services() + services(KERNEL_SERVICE):
         os.kill(pid, signal.SIGTERM)
 
 

@@ -38,12 +38,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..runtime.pool import connect
+
 log = logging.getLogger(__name__)
 
 KERNEL_MODULE = "anode_ext.kernel"
 SERVICE_MODULE = "anode_ext.kernel.pool_service"
 STANDBY_MODULE = "anode_ext.kernel.standby"
-TAKE_TIMEOUT_S = 10.0
 MAX_LOG = 1 << 20  # the service's log starts afresh past this size
 # Never kept in the long-lived service (nor its standbys' environment): a
 # notebook's credential and the client's own process.
@@ -166,24 +167,17 @@ def take(cmd: list[str], launch: Mapping[str, Any]) -> PooledKernel | None:
     if args is None:
         return None
     env = dict(launch.get("env") or os.environ)
-    path = socket_path(cmd[0], env)
+    conn = connect(socket_path(cmd[0], env), lambda: start_service(cmd[0], env))
+    if conn is None:
+        return None
     env["JPY_PARENT_PID"] = str(os.getpid())  # as jupyter_client's launch sets it
-    if len(str(path)) > 100:  # AF_UNIX paths are short
-        return None
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.settimeout(TAKE_TIMEOUT_S)
-    try:
-        conn.connect(str(path))
-    except OSError:
-        conn.close()
-        start_service(cmd[0], env)
-        return None
     cwd = str(Path(launch.get("cwd") or os.getcwd()).resolve())
     read_end, alive = os.pipe()
     try:
         request = {"argv": args, "cwd": cwd, "env": env}
         payload = json.dumps(request).encode() + b"\n"
-        socket.send_fds(conn, [payload], [sys.stdout.fileno(), sys.stderr.fileno(), read_end])
+        # Our descriptors 1 and 2, as a spawned kernel would inherit them.
+        socket.send_fds(conn, [payload], [1, 2, read_end])
         os.close(read_end)
         read_end = -1
         reply, rest = _read_line(conn)

@@ -70,12 +70,6 @@ class KernelService(PoolService[_Standby]):
             item.proc.kill()
             item.proc.wait()
 
-    def pid(self, item: _Standby) -> int:
-        return item.proc.pid
-
-    def wait(self, item: _Standby) -> int:
-        return item.proc.wait()
-
     def check(self, request: dict[str, Any], fds: list[int]) -> None:
         """{"argv": [...], "cwd": dir, "env": {...}} and three descriptors."""
         argv, env = request["argv"], request["env"]

@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,23 +93,31 @@ def socket_path(options: BootOptions) -> Path:
 # ---------------------------------------------------------------- client ----
 
 
-def take(options: BootOptions) -> Launch | None:
-    """A warmed runtime for ``options.workdir``, or None (no service, none
-    ready, or anything failed: the caller boots its own). A missing service
-    is started for the next kernel."""
-    if not eligible(options):
-        return None
-    path = socket_path(options)
+def connect(path: Path, start: Callable[[], None]) -> socket.socket | None:
+    """A connection to the service at ``path``; None when there is none
+    (then ``start`` starts it, for the next taker)."""
     if len(str(path)) > 100:  # AF_UNIX paths are short
         return None
-    t0 = time.monotonic()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.settimeout(TAKE_TIMEOUT_S)
     try:
         conn.connect(str(path))
     except OSError:
         conn.close()
-        start_service(options)
+        start()
+        return None
+    return conn
+
+
+def take(options: BootOptions) -> Launch | None:
+    """A warmed runtime for ``options.workdir``, or None (no service, none
+    ready, or anything failed: the caller boots its own). A missing service
+    is started for the next kernel."""
+    if not eligible(options):
+        return None
+    t0 = time.monotonic()
+    conn = connect(socket_path(options), lambda: start_service(options))
+    if conn is None:
         return None
     fds: list[int] = []
     try:

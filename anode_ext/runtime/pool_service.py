@@ -18,14 +18,22 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .launch import BootOptions, Launch, PipDir, plan
 from .pool import DEFAULT_IDLE_S, MAX_MESSAGE, TAKE_TIMEOUT_S, WARM_S, socket_path, tools
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+
+class _Item(Protocol):
+    """What a pool keeps: a process it started."""
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]: ...
+
+
+T = TypeVar("T", bound=_Item)
 MAX_FDS = 8
 MAX_REQUEST = 1 << 20
 
@@ -90,7 +98,7 @@ class PoolService(Generic[T]):
         raise NotImplementedError
 
     def pid(self, item: T) -> int:
-        raise NotImplementedError
+        return item.proc.pid
 
     def check(self, request: dict[str, Any], fds: list[int]) -> None:
         """Refuse a malformed request (ValueError, with the reason)."""
@@ -101,7 +109,7 @@ class PoolService(Generic[T]):
         raise NotImplementedError
 
     def wait(self, item: T) -> int:
-        raise NotImplementedError
+        return item.proc.wait()
 
     def describe(self, request: dict[str, Any]) -> str:
         """What a request is for, in the log."""
@@ -294,12 +302,6 @@ class Service(PoolService[_Booted]):
     def discard(self, item: _Booted) -> None:
         item.launch.discard()
         item.mount.remove()
-
-    def pid(self, item: _Booted) -> int:
-        return item.proc.pid
-
-    def wait(self, item: _Booted) -> int:
-        return item.proc.wait()
 
     def check(self, request: dict[str, Any], fds: list[int]) -> None:
         """{"workdir": path}: the notebook's directory, to mount."""

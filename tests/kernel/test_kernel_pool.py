@@ -28,7 +28,7 @@ from anode_ext.kernel import pool
 from anode_ext.kernel.pool_service import KernelService
 from anode_ext.runtime import pool as runtime_pool
 
-from .test_pool import children, wait_until
+from .test_pool import children, services, wait_until
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux only (pidfd, SCM_RIGHTS)")
 
@@ -52,19 +52,6 @@ def test_only_our_kernels_usual_launch_is_pooled() -> None:
     assert pool.service_env(env) == {"XDG_CACHE_HOME": "/c"}
 
 
-def services(module: str = pool.SERVICE_MODULE) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if module.encode() in cmd:
-                found.append(int(proc.name))
-    return found
-
-
 def alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
@@ -79,7 +66,7 @@ def kernels() -> Iterator[list[KernelManager]]:
     for km in started:
         if km.has_kernel:
             km.shutdown_kernel(now=True)
-    running = services() + services(runtime_pool.SERVICE_MODULE)
+    running = services(pool.SERVICE_MODULE) + services(runtime_pool.SERVICE_MODULE)
     for pid in running:
         os.kill(pid, signal.SIGTERM)
     wait_until(lambda: not any(alive(pid) for pid in running), 30)
@@ -121,7 +108,7 @@ def test_a_standby_kernel_runs_as_a_launched_one_would(
     # No service was there: the first kernel started one, which boots a standby.
     env = {**os.environ, "ANODE_POOL": "1"}
     log = pool.socket_path(sys.executable, env).with_suffix(".log")
-    service = wait_until(services)[0]
+    service = wait_until(lambda: services(pool.SERVICE_MODULE))[0]
     standby = wait_until(lambda: children(service))[0]
     wait_until(lambda: f"kernel {standby} ready" in log.read_text())
 

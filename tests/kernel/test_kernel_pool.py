@@ -27,6 +27,7 @@ from jupyter_client.manager import KernelManager
 from anode_ext.kernel import pool
 from anode_ext.kernel.pool_service import KernelService
 from anode_ext.runtime import pool as runtime_pool
+from anode_ext.runtime.launch import BootOptions
 
 from .test_pool import children, services, wait_until
 
@@ -140,14 +141,27 @@ def test_a_standby_kernel_runs_as_a_launched_one_would(
     km.shutdown_kernel(now=False)  # a shutdown request, then its exit status
     assert process.returncode == 0 and not alive(standby)
 
-    # Killed (`now=True`): SIGKILL reaches a standby kernel too.
+    # Killed (`now=True`): SIGKILL reaches a standby kernel too, and its
+    # runtime (its own child, or the runtime pool's) goes with it.
     wait_until(lambda: len(children(service)) == 1)  # the next standby
-    third = start(kernels, tmp_path / "a")
+    (tmp_path / "c").mkdir()
+    third = start(kernels, tmp_path / "c")
     pid = third.provisioner.process.pid  # type: ignore[union-attr]
     assert isinstance(third.provisioner.process, pool.PooledKernel)  # type: ignore[union-attr]
+    assert run(third, "1")[0]["status"] == "ok"
+    runtime = children(pid) or runtime_from_pool(tmp_path / "c")
+    assert len(runtime) == 1 and alive(runtime[0])
     third.shutdown_kernel(now=True)
-    wait_until(lambda: not alive(pid), 30)
+    wait_until(lambda: not alive(pid) and not alive(runtime[0]), 30)
     first.shutdown_kernel(now=False)
+
+
+def runtime_from_pool(workdir: Path) -> list[int]:
+    """The runtime the runtime pool handed over for ``workdir``, by its log."""
+    log = runtime_pool.socket_path(BootOptions.resolved(workdir)).parent / "service.log"
+    end = f" handed over for {workdir.resolve()}"
+    lines = log.read_text().splitlines()
+    return [int(line.split(" runtime ")[1].split()[0]) for line in lines if line.endswith(end)]
 
 
 def test_a_taken_kernel_dies_with_the_client_that_took_it(

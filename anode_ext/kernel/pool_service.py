@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime.pool import DEFAULT_IDLE_S, ENV_IDLE
-from ..runtime.pool_service import PoolService, read_request
+from ..runtime.pool_base import PoolService, read_request
 from .pool import STANDBY_MODULE
 
 log = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ def main(fd: int) -> int:
     chan = socket.socket(fileno=fd)
     from ipykernel.kernelapp import IPKernelApp
 
-    from ..runtime.pool_service import close_fds, read_request
+    from ..runtime.pool_base import close_fds, read_request
     from . import early
     from .kernel import AnodeKernel
 

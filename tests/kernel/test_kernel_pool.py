@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from anode_ext.kernel.pool_service import KernelService
 from anode_ext.runtime import pool as runtime_pool
 from anode_ext.runtime.launch import BootOptions
 
-from .test_pool import children, services, wait_until
+from .test_pool import alive, children, services, stop_services, wait_until
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux only (pidfd, SCM_RIGHTS)")
 
@@ -53,24 +52,15 @@ def test_only_our_kernels_usual_launch_is_pooled() -> None:
     assert pool.service_env(env) == {"XDG_CACHE_HOME": "/c"}
 
 
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 @pytest.fixture
 def kernels() -> Iterator[list[KernelManager]]:
+    stop_services()  # this test starts the services itself
     started: list[KernelManager] = []
     yield started
     for km in started:
         if km.has_kernel:
             km.shutdown_kernel(now=True)
-    running = services(pool.SERVICE_MODULE) + services(runtime_pool.SERVICE_MODULE)
-    for pid in running:
-        os.kill(pid, signal.SIGTERM)
-    wait_until(lambda: not any(alive(pid) for pid in running), 30)
+    stop_services()
 
 
 def start(kernels: list[KernelManager], cwd: Path) -> KernelManager:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -48,16 +49,31 @@ def wait_until(check, timeout: float = 60):  # type: ignore[no-untyped-def]
     return value
 
 
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def stop_services() -> None:
+    """No pool service left running: the runtime pool's and the kernel
+    pool's (a kernel with ANODE_POOL=1 starts both), ours or a test's before."""
+    running = services() + services(KERNEL_SERVICE)
+    for pid in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not any(alive(pid) for pid in running), 30)
+
+
 @pytest.fixture
 def kernels() -> Iterator[list[KernelManager]]:
+    stop_services()
     started: list[KernelManager] = []
     yield started
     for km in started:
         km.shutdown_kernel(now=True)
-    # The runtime pool's, and the kernel pool's (a kernel with ANODE_POOL=1
-    # starts both).
-    for pid in services() + services(KERNEL_SERVICE):
-        os.kill(pid, signal.SIGTERM)
+    stop_services()
 
 
 def start(kernels: list[KernelManager], cwd: Path) -> tuple[KernelManager, str]:

@@ -38,14 +38,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..runtime.pool import connect
+from ..runtime.pool import connect, spawn_service
 
 log = logging.getLogger(__name__)
 
 KERNEL_MODULE = "anode_ext.kernel"
 SERVICE_MODULE = "anode_ext.kernel.pool_service"
 STANDBY_MODULE = "anode_ext.kernel.standby"
-MAX_LOG = 1 << 20  # the service's log starts afresh past this size
 # Never kept in the long-lived service (nor its standbys' environment): a
 # notebook's credential and the client's own process.
 PRIVATE = ("ANODE_KERNEL_CREDENTIAL", "ANODE_NOTEBOOK_ID", "ANODE_SERVER_URL", "JPY_")
@@ -210,22 +209,7 @@ def _read_line(conn: socket.socket) -> tuple[bytes, bytes]:
 
 
 def start_service(python: str, env: Mapping[str, str]) -> None:
-    """Start the service in the background (a session of its own); a second
-    one started meanwhile finds the first's lock and exits."""
+    """Start the kernel pool's service for ``python`` and ``env``'s key."""
     path = socket_path(python, env)
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log_path = path.with_suffix(".log")
-        if log_path.exists() and log_path.stat().st_size > MAX_LOG:
-            log_path.unlink()
-        with open(log_path, "ab") as out:
-            subprocess.Popen(
-                [python, "-m", SERVICE_MODULE, str(path)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-                close_fds=True,
-                cwd="/",
-                env=service_env(env),
-            )
+    cmd = [python, "-m", SERVICE_MODULE, str(path)]
+    spawn_service(cmd, path.with_suffix(".log"), service_env(env))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..runtime.pool import DEFAULT_IDLE_S, ENV_IDLE
+from ..runtime.pool import idle_setting
 from ..runtime.pool_base import PoolService, read_request
 from .pool import STANDBY_MODULE
 
@@ -105,13 +104,9 @@ class KernelService(PoolService[_Standby]):
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s anode-kernel-pool %(message)s")
-    try:
-        idle_s = float(os.environ.get(ENV_IDLE, DEFAULT_IDLE_S))
-    except ValueError:
-        idle_s = DEFAULT_IDLE_S
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with contextlib.suppress(KeyboardInterrupt):
-        return KernelService(Path(argv[0]), idle_s=idle_s).run()
+        return KernelService(Path(argv[0]), idle_s=idle_setting()).run()
     return 0
 
 

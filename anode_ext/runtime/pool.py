@@ -156,29 +156,38 @@ def take(options: BootOptions) -> Launch | None:
     )
 
 
-def start_service(options: BootOptions, idle_s: float | None = None) -> None:
-    """Start the service in the background (a session of its own); a second
-    one started meanwhile finds the first's lock and exits."""
-    if idle_s is None:
-        try:
-            idle_s = float(os.environ.get(ENV_IDLE, DEFAULT_IDLE_S))
-        except ValueError:
-            idle_s = DEFAULT_IDLE_S
-    config = dataclasses.asdict(options)
-    config["idle_s"] = idle_s
-    folder = options.cache_dir / "pool"
+def idle_setting() -> float:
+    """``ANODE_POOL_IDLE``: seconds a service lives without a request."""
+    try:
+        return float(os.environ.get(ENV_IDLE, DEFAULT_IDLE_S))
+    except ValueError:
+        return DEFAULT_IDLE_S
+
+
+def spawn_service(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    """Start a pool's service in the background (a session of its own, its
+    output to ``log_path``, started afresh past MAX_LOG); a second one started
+    meanwhile finds the first's lock and exits."""
     with contextlib.suppress(OSError):
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log_path = folder / "service.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if log_path.exists() and log_path.stat().st_size > MAX_LOG:
             log_path.unlink()
         with open(log_path, "ab") as out:
             subprocess.Popen(
-                [sys.executable, "-m", SERVICE_MODULE, json.dumps(config, default=str)],
+                cmd,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
                 start_new_session=True,
                 close_fds=True,
                 cwd="/",  # not the notebook folder of the kernel that started it
+                env=env,
             )
+
+
+def start_service(options: BootOptions, idle_s: float | None = None) -> None:
+    """Start the runtime pool's service for ``options``."""
+    config = dataclasses.asdict(options)
+    config["idle_s"] = idle_setting() if idle_s is None else idle_s
+    cmd = [sys.executable, "-m", SERVICE_MODULE, json.dumps(config, default=str)]
+    spawn_service(cmd, options.cache_dir / "pool" / "service.log")

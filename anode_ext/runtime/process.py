@@ -313,28 +313,24 @@ class NodeProcess:
 
     async def adopt(self, proc: subprocess.Popen[bytes]) -> None:
         """Take over a process spawned before the loop ran (``launch.popen``)."""
-        adopted = _Adopted(proc)
-        self.proc = adopted
-        try:
-            await adopted.connect()
-        except BaseException:
-            _kill(proc.pid)
-            raise
-        self._watch()
+        await self._take_over(_Adopted(proc))
 
     async def adopt_handed(self, handed: Handed) -> None:
         """Take over a runtime the warm pool booted: it is ready already."""
-        proc = _Handed(handed)
+        await self._take_over(_Handed(handed))
+        lower_compiler_priority(handed.pid)
+        if not self.ready.done():
+            self.ready.set_result(handed.ready)
+
+    async def _take_over(self, proc: _Adopted | _Handed) -> None:
+        """Drive a process we did not spawn here; killed if that fails."""
         self.proc = proc
         try:
             await proc.connect()
         except BaseException:
-            _kill(handed.pid)
+            _kill(proc.pid)
             raise
         self._watch()
-        lower_compiler_priority(handed.pid)
-        if not self.ready.done():
-            self.ready.set_result(handed.ready)
 
     def _watch(self) -> None:
         assert self.proc is not None

@@ -65,13 +65,14 @@ class AnodeKernel(Comms, Answers):
     warm_pool = Bool(
         False,
         config=True,
-        help="Take booted, warmed runtimes from the per-user warm pool (a small "
+        help="Take booted, warmed runtimes from the per-user runtime pool (a small "
         "service, started by the first kernel that finds none, gone after "
         "ANODE_POOL_IDLE seconds unused, 600 by default). ANODE_POOL=1 or 0 in the "
         "environment overrides this, and only the environment applies to the "
-        "kernel's first runtime (booted before the configuration is read). Off by "
-        "default: on a quiet machine it did not make nbclient or papermill faster "
-        "(bench/batch.py), and it keeps one idle runtime.",
+        "kernel's first runtime (booted before the configuration is read) and to "
+        "the kernel pool (the kernel process itself, taken by the provisioner). "
+        "Off by default: the services keep an idle runtime and kernel alive "
+        "after the kernels that started them.",
     )
     publishes_execute_input = False  # published from the log's ExecutionStarted
 

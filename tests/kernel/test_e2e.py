@@ -20,6 +20,8 @@ from jupyter_client.manager import KernelManager, start_new_kernel
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
+from ..procs import alive
+
 KERNEL = "anode-pyodide"
 
 EVERY_OUTPUT_KIND = [
@@ -276,17 +278,9 @@ def test_a_killed_kernel_leaves_no_node_process(tmp_path: Path) -> None:
 def _kill_and_check_nodes_go(kernel: int, nodes: list[int]) -> None:
     os.kill(kernel, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while any(_alive(n) for n in nodes) and time.monotonic() < deadline:
+    while any(alive(n) for n in nodes) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(n) for n in nodes)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+    assert not any(alive(n) for n in nodes)
 
 
 def test_jupyter_console_session(tmp_path: Path) -> None:
@@ -321,7 +315,7 @@ def test_restart_gives_a_fresh_namespace_and_no_orphan(kernel) -> None:  # type:
     kc.wait_for_ready(timeout=120)
     reply = kc.execute_interactive("kept", timeout=240)
     assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "NameError"
-    assert nodes and not any(_alive(n) for n in nodes)
+    assert nodes and not any(alive(n) for n in nodes)
 
 
 def test_a_kernel_killed_while_booting_leaves_no_node_process(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from anode_ext.kernel.pool_service import KernelService
 from anode_ext.runtime import pool as runtime_pool
 from anode_ext.runtime.launch import BootOptions
 
-from .test_pool import alive, children, services, stop_services, wait_until
+from ..procs import alive, children, running, wait_until
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux only (pidfd, SCM_RIGHTS)")
 
@@ -50,17 +50,6 @@ def test_only_our_kernels_usual_launch_is_pooled() -> None:
     )
     assert pool.socket_path(sys.executable, env).parent == Path("/c/anode/pool")
     assert pool.service_env(env) == {"XDG_CACHE_HOME": "/c"}
-
-
-@pytest.fixture
-def kernels() -> Iterator[list[KernelManager]]:
-    stop_services()  # this test starts the services itself
-    started: list[KernelManager] = []
-    yield started
-    for km in started:
-        if km.has_kernel:
-            km.shutdown_kernel(now=True)
-    stop_services()
 
 
 def start(kernels: list[KernelManager], cwd: Path) -> KernelManager:
@@ -99,7 +88,7 @@ def test_a_standby_kernel_runs_as_a_launched_one_would(
     # No service was there: the first kernel started one, which boots a standby.
     env = {**os.environ, "ANODE_POOL": "1"}
     log = pool.socket_path(sys.executable, env).with_suffix(".log")
-    service = wait_until(lambda: services(pool.SERVICE_MODULE))[0]
+    service = wait_until(lambda: running(pool.SERVICE_MODULE))[0]
     standby = wait_until(lambda: children(service))[0]
     wait_until(lambda: f"kernel {standby} ready" in log.read_text())
 

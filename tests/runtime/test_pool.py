@@ -19,6 +19,7 @@ from anode_ext.runtime import HostDied, PyodideHost, pool
 from anode_ext.runtime.launch import BootOptions, pool_setting
 from anode_ext.runtime.pool_service import Service
 
+from ..procs import alive
 from .conftest import Boot, run
 
 pytestmark = [
@@ -163,13 +164,6 @@ async def test_the_service_ends_after_its_idle_while_and_takes_its_runtime_along
     while alive(pid):
         assert time.monotonic() < deadline, "the spare runtime outlived its service"
         await asyncio.sleep(0.05)
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 async def test_a_bad_request_is_refused_and_the_runtime_stays_offered(

@@ -42,3 +42,21 @@ def wait_until(check: Any, timeout: float = 60) -> Any:
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
     return value
+
+
+class LogSince:
+    """A log file from now on. The pool services' logs outlive a test, and a
+    pid in an earlier line may be this test's process again (pids are reused)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.start = path.stat().st_size if path.exists() else 0
+
+    def text(self) -> str:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return ""
+        if len(data) < self.start:  # started afresh (past its size limit)
+            return data.decode(errors="replace")
+        return data[self.start :].decode(errors="replace")

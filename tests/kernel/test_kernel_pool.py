@@ -28,7 +28,7 @@ from anode_ext.kernel.pool_service import KernelService
 from anode_ext.runtime import pool as runtime_pool
 from anode_ext.runtime.launch import BootOptions
 
-from ..procs import alive, children, running, wait_until
+from ..procs import LogSince, alive, children, running, wait_until
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux only (pidfd, SCM_RIGHTS)")
 
@@ -83,14 +83,14 @@ def test_a_standby_kernel_runs_as_a_launched_one_would(
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "m.txt").write_text(f"from {name}")
+    env = {**os.environ, "ANODE_POOL": "1"}
+    log = LogSince(pool.socket_path(sys.executable, env).with_suffix(".log"))
     first = start(kernels, tmp_path / "a")
     assert isinstance(first.provisioner.process, subprocess.Popen)  # type: ignore[union-attr]
     # No service was there: the first kernel started one, which boots a standby.
-    env = {**os.environ, "ANODE_POOL": "1"}
-    log = pool.socket_path(sys.executable, env).with_suffix(".log")
     service = wait_until(lambda: running(pool.SERVICE_MODULE))[0]
     standby = wait_until(lambda: children(service))[0]
-    wait_until(lambda: f"kernel {standby} ready" in log.read_text())
+    wait_until(lambda: f"kernel {standby} ready" in log.text())
 
     km = start(kernels, tmp_path / "b")
     process = km.provisioner.process  # type: ignore[union-attr]
@@ -100,7 +100,7 @@ def test_a_standby_kernel_runs_as_a_launched_one_would(
     assert Path(f"/proc/{standby}/cwd").resolve() == (tmp_path / "b").resolve()
     # The taker's environment (the kernel keeps its log where it says).
     assert (tmp_path / "b" / "store.anode").is_file()
-    assert f"kernel {standby} handed over in {(tmp_path / 'b').resolve()}" in log.read_text()
+    assert f"kernel {standby} handed over in {(tmp_path / 'b').resolve()}" in log.text()
 
     # Interrupts reach it (SIGINT to its process group, as for a launched kernel).
     kc = km.client()

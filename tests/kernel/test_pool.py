@@ -12,7 +12,7 @@ from jupyter_client.manager import KernelManager
 from anode_ext.runtime import pool
 from anode_ext.runtime.launch import BootOptions
 
-from ..procs import children, running, wait_until
+from ..procs import LogSince, children, running, wait_until
 
 pytestmark = pytest.mark.skipif(
     pool.tools() is None, reason="no user/mount namespaces, nsenter or mount"
@@ -44,20 +44,20 @@ def test_a_kernel_starts_the_service_and_the_next_takes_its_warmed_runtime(
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "m.txt").write_text(f"from {name}")
+    log = LogSince(pool.socket_path(BootOptions.resolved(tmp_path)).parent / "service.log")
     _, text = start(kernels, tmp_path / "a")
     assert text == "from a\n"
     # No service was there: the first kernel started one (and booted its own).
     service = wait_until(lambda: running(pool.SERVICE_MODULE))[0]
     assert pool.socket_path(BootOptions.resolved(tmp_path)).exists()
     spare = wait_until(lambda: children(service))[0]
-    log = pool.socket_path(BootOptions.resolved(tmp_path)).parent / "service.log"
-    wait_until(lambda: f"runtime {spare} ready" in log.read_text())  # booted and warmed
+    wait_until(lambda: f"runtime {spare} ready" in log.text())  # booted and warmed
 
     km2, text = start(kernels, tmp_path / "b")
     assert text == "from b\n"  # its own directory, mounted in the pooled runtime
     kernel2 = km2.provisioner.process.pid  # type: ignore[union-attr]
     assert children(kernel2) == []  # its runtime is the service's child:
-    assert f"runtime {spare} handed over for {tmp_path / 'b'}" in log.read_text()
+    assert f"runtime {spare} handed over for {tmp_path / 'b'}" in log.text()
     km2.shutdown_kernel(now=False)
     wait_until(lambda: spare not in children(service), 30)  # ended with its kernel
     os.kill(service, signal.SIGTERM)

@@ -66,11 +66,13 @@ def kernel_args(cmd: list[str], launch: Mapping[str, Any]) -> list[str] | None:
 
 
 def socket_path(python: str, env: Mapping[str, str]) -> Path:
-    """One service per Python, ``PYTHON*`` variables and version of ours."""
+    """One service per Python, ``PYTHON*`` variables and version of ours.
+    The Python as named, not its symlink's target: a virtualenv's python is
+    a link to the base interpreter, and each venv has its own packages."""
     from .. import __version__
 
     imports = {k: v for k, v in env.items() if k.startswith("PYTHON")}
-    key = json.dumps([os.path.realpath(python), imports, __version__], sort_keys=True)
+    key = json.dumps([os.path.abspath(python), imports, __version__], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     cache = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "anode" / "pool" / f"kernel-{digest}.sock"

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux only (pid
 CMD = [sys.executable, "-m", "anode_ext.kernel", "-f", "/tmp/k.json"]
 
 
-def test_only_our_kernels_usual_launch_is_pooled() -> None:
+def test_only_our_kernels_usual_launch_is_pooled(tmp_path: Path) -> None:
     assert pool.kernel_args(CMD, {"env": {}}) == ["-f", "/tmp/k.json"]
     other = [sys.executable, "-m", "ipykernel_launcher", "-f", "/tmp/k.json"]
     assert pool.kernel_args(other, {}) is None
@@ -49,6 +49,11 @@ def test_only_our_kernels_usual_launch_is_pooled() -> None:
         sys.executable, {**env, "PYTHONPATH": "/elsewhere"}
     )
     assert pool.socket_path(sys.executable, env).parent == Path("/c/anode/pool")
+    # Another virtualenv's python links to the same interpreter, with other packages.
+    (tmp_path / "python").symlink_to(os.path.realpath(sys.executable))
+    assert pool.socket_path(str(tmp_path / "python"), env) != pool.socket_path(
+        os.path.realpath(sys.executable), env
+    )
     assert pool.service_env(env) == {"XDG_CACHE_HOME": "/c"}
 
 
